@@ -1,0 +1,102 @@
+"""Per-account signals as of every decision tick, computed without look-ahead.
+
+``features.marks`` turns exchanges into sums per (account, tick); here ``snapshots`` makes
+running sums per account of them, so the row for tick T describes the account using exchanges with ``ts`` <= T only.
+   A trailing window (``window_ms``) is the difference of two running sums, which is what lets
+   an old account that suddenly changes (takeover, resale) stand out from its own history.
+
+Ratios are derived in ``derive`` from the sums, so cluster-level sums (members added together)
+go through exactly the same transformation as one account.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+# Sums kept per (account, tick). Everything the detector knows about an account is a function
+# of these running sums plus a few static attributes.
+SUM_COLUMNS = [
+    "n", "new_exact", "nd", "tpl", "new_hour", "new_hod", "single", "multi", "text",
+    "reason", "maxout", "rubric", "exam", "code", "logprobs", "effort", "multi_n", "big_max",
+    "trunc", "tools", "lang", "out_tok", "dt_n", "dt_sum", "dt_sq", "new_script", "extract", "new_global",
+]
+
+def tick_aggregates(ticks: pl.DataFrame) -> pl.DataFrame:
+    """Per-(account, tick) sums (from ``marks.tick_sums``), sorted by account then tick."""
+    return ticks.with_columns([pl.col(c).cast(pl.Float64) for c in SUM_COLUMNS]).sort(["account_id", "tick"])
+
+
+def snapshots(ticks: pl.DataFrame, window_ms: int) -> pl.DataFrame:
+    """Running sums per account at each of its ticks, plus trailing-window sums (prefix ``w_``).
+
+    ``first_seen`` is the account's first exchange in the log; ``created`` its sign-up time
+    when the log says (earliest value seen so far).
+    """
+    cum = ticks.with_columns(
+        [pl.col(c).cum_sum().over("account_id") for c in SUM_COLUMNS]
+        + [
+            pl.col("first_ts").cum_min().over("account_id").alias("first_seen"),
+            pl.col("created").cum_min().over("account_id").alias("created"),
+        ]
+    )
+    # Window sums: running sum now minus the running sum at the last tick <= T - window.
+    past = cum.select(
+        "account_id",
+        (pl.col("tick") + window_ms).alias("tick"),
+        *[pl.col(c).alias(f"_p_{c}") for c in SUM_COLUMNS],
+    ).sort(["account_id", "tick"])
+    joined = cum.sort(["account_id", "tick"]).join_asof(past, on="tick", by="account_id", strategy="backward", check_sortedness=False)
+    return joined.with_columns(
+        [(pl.col(c) - pl.col(f"_p_{c}").fill_null(0.0)).alias(f"w_{c}") for c in SUM_COLUMNS]
+    ).drop([f"_p_{c}" for c in SUM_COLUMNS])
+
+
+FEATURES = [
+    "log_n", "novelty", "nd_share", "tpl_share", "single_share", "reason_share", "maxout_share",
+    "rubric_share", "exam_share", "code_share", "shape_share", "trunc_share", "log_out_tok",
+    "hod_cover", "duty", "iat_cv", "log_rate", "young", "lang_spread", "tools_share", "extract_share",
+]
+
+
+def derive(df: pl.DataFrame, prefix: str = "", now_col: str = "tick", cluster: bool = False) -> pl.DataFrame:
+    """Scale-free behavioural features from the running sums (prefix ``w_`` for the window).
+
+    Returns ``df`` with one column per name in ``FEATURES`` (prefixed ``prefix + "x_"``).
+    """
+    c = lambda name: pl.col(prefix + name)  # noqa: E731
+    n = c("n").clip(lower_bound=1.0)
+    hours = ((pl.col(now_col) - pl.col("first_seen")) / 3_600_000).clip(lower_bound=1.0)
+    active_hours = c("new_hour").clip(lower_bound=1.0)
+    mean_dt = c("dt_sum") / c("dt_n").clip(lower_bound=1.0)
+    var_dt = (c("dt_sq") / c("dt_n").clip(lower_bound=1.0) - mean_dt ** 2).clip(lower_bound=0.0)
+    text = c("text").clip(lower_bound=1.0)
+    age_days = ((pl.col("first_seen") - pl.col("created")) / 86_400_000).fill_null(365.0).clip(lower_bound=0.0)
+    shape = (c("logprobs") + c("effort") + c("multi_n") + c("big_max")) / (4 * n)
+    feats = {
+        "log_n": c("n").log1p(),
+        # Distinct prompts over events. For a cluster (sums of members) the prompts first seen in
+        # the whole log bound it too: evaluators re-running one public benchmark repeat each
+        # other, a campaign splitting its sweep over accounts does not.
+        "novelty": (pl.min_horizontal(c("new_exact"), c("new_global")) if cluster else c("new_exact")) / n,
+        "nd_share": c("nd") / text,
+        "tpl_share": c("tpl") / text,
+        "single_share": c("single") / n,
+        "reason_share": c("reason") / text,
+        "maxout_share": c("maxout") / text,
+        "rubric_share": c("rubric") / text,
+        "exam_share": c("exam") / text,
+        "code_share": c("code") / text,
+        "shape_share": shape,
+        "trunc_share": c("trunc") / n,
+        "log_out_tok": (c("out_tok") / n).log1p(),
+        "hod_cover": pl.col("new_hod") / 24.0 if not prefix else (c("new_hour") / 24.0).clip(upper_bound=1.0),
+        "duty": (pl.col("new_hour") / hours).clip(upper_bound=1.0) if not prefix else (c("new_hour") / 1.0).clip(upper_bound=1.0),
+        "iat_cv": pl.when(c("dt_n") >= 3).then(var_dt.sqrt() / mean_dt.clip(lower_bound=1e-3)).otherwise(1.0).clip(upper_bound=10.0),
+        "log_rate": (c("n") / (active_hours if not prefix else pl.lit(1.0))).log1p(),
+        "young": (1.0 / (1.0 + age_days / 7.0)),
+        "lang_spread": (pl.col("new_script") - 1).clip(lower_bound=0.0) / 3.0,
+        "tools_share": c("tools") / n,
+        "extract_share": c("extract") / text,
+    }
+    return df.with_columns([e.cast(pl.Float64).fill_nan(0.0).fill_null(0.0).alias(prefix + "x_" + k) for k, e in feats.items()])
+

@@ -1,0 +1,97 @@
+"""Multilingual phrase lexicons for per-exchange intent signals.
+
+Why phrases at all: reasoning-trace coercion, output maximising and rubric harvesting are
+*requests*, and requests are made in words. The lists cover the languages that public reports
+name for multilingual campaigns; structural markers (tags, LaTeX, code, answer boxes) carry the
+signal where no phrase matches. Each pattern is a Rust-regex alternation, matched
+against the lower-cased prompt (and system prompt); ``\b`` is the ASCII word boundary,
+which keeps the regex engine on its fast path (a Unicode boundary costs ~50x here).
+"""
+
+from __future__ import annotations
+
+
+def _alt(*parts: str) -> str:
+    return "(?:" + "|".join(parts).replace(r"\b", r"(?-u:\b)") + ")"
+
+
+# Asking the model to expose its full chain of thought / reasoning trace.
+REASONING_ELICIT = _alt(
+    # English
+    r"step[- ]by[- ]step", r"show (?:all )?(?:your|the|every) (?:work|reasoning|steps|thinking|thought)",
+    r"(?:full|complete|entire|detailed|whole|raw|internal|hidden) (?:reasoning|chain[- ]of[- ]thought|thought process|thinking|derivation|scratchpad)",
+    r"chain[- ]of[- ]thought", r"reasoning (?:trace|process|steps)", r"think (?:carefully|aloud|out loud|through)",
+    r"explain your (?:reasoning|thinking|thought process)", r"before (?:answering|giving the (?:final )?answer)",
+    r"<think>", r"<reasoning>", r"<scratchpad>", r"\[reasoning\]", r"internal monologue",
+    r"verbatim (?:reasoning|thoughts)", r"do not skip (?:any )?steps", r"reason (?:step|carefully|thoroughly)",
+    # Chinese
+    r"一步一步", r"逐步", r"分步", r"详细(?:的)?(?:推理|思考|步骤|过程)", r"思考过程", r"推理过程", r"思维链", r"完整(?:的)?推理",
+    # Japanese
+    r"ステップバイステップ", r"段階的に", r"思考過程", r"推論過程", r"順を追って", r"考え方を(?:詳しく|すべて)",
+    # Korean
+    r"단계별로", r"단계적으로", r"추론 과정", r"사고 과정", r"풀이 과정",
+    # Spanish / Portuguese / Italian / French / German / Dutch
+    r"paso a paso", r"razonamiento (?:completo|detallado)", r"muestra (?:tu|todo el) razonamiento", r"proceso de (?:razonamiento|pensamiento)",
+    r"passo a passo", r"raciocínio (?:completo|detalhado)", r"mostre (?:seu|todo o) raciocínio", r"processo de (?:raciocínio|pensamento)",
+    r"passo dopo passo", r"ragionamento (?:completo|dettagliato)", r"mostra il (?:tuo )?ragionamento",
+    r"étape par étape", r"raisonnement (?:complet|détaillé)", r"montre[rz]? (?:ton|votre|tout le) raisonnement", r"processus de (?:réflexion|raisonnement)",
+    r"schritt für schritt", r"schrittweise", r"gedankengang", r"denkprozess", r"(?:vollständige|ausführliche) begründung",
+    r"stap voor stap", r"redenering",
+    # Russian / Ukrainian / Polish / Czech
+    r"шаг за шагом", r"пошагово", r"ход (?:рассуждений|мыслей)", r"(?:подробно|полностью) (?:рассужд|объясн)", r"цепочк\w* рассуждений",
+    r"крок за кроком", r"krok po kroku", r"tok rozumowania", r"krok za krokem",
+    # Arabic / Persian / Turkish / Hindi / Bengali / Vietnamese / Indonesian / Thai / Swahili / Hebrew
+    r"خطوة بخطوة", r"عملية التفكير", r"سلسلة التفكير", r"اشرح (?:طريقة )?تفكيرك", r"گام به گام",
+    r"adım adım", r"düşünce süreci", r"चरण दर चरण", r"कदम दर कदम", r"सोचने की प्रक्रिया", r"ধাপে ধাপে",
+    r"từng bước", r"quá trình suy luận", r"langkah demi langkah", r"proses penalaran", r"ทีละขั้นตอน", r"hatua kwa hatua", r"צעד אחר צעד",
+)
+
+# Asking for maximal, exhaustive output (what a harvester wants per paid call).
+OUTPUT_MAXIMIZE = _alt(
+    r"\b(?:as )?(?:detailed|comprehensive|exhaustive|thorough|complete|in[- ]depth|elaborate|extensive)\b (?:as possible|answer|explanation|response|solution|guide|analysis)",
+    r"(?:as|in) (?:much )?detail as (?:possible|you can)", r"leave nothing out", r"cover (?:every|all) (?:aspect|case|detail)s?",
+    r"at least \d{3,} words", r"\b(?:long|lengthy|maximum length|maximally detailed)\b (?:answer|response|explanation)",
+    r"include (?:all|every) (?:intermediate|detail|step)", r"explain (?:each|every) (?:step|line)",
+    r"尽可能详细", r"详细(?:地)?(?:解释|回答|说明)", r"完整(?:的)?(?:回答|解答|答案)", r"詳しく", r"できるだけ詳細", r"자세히", r"상세하게",
+    r"lo más detallad[oa] posible", r"de forma (?:detallada|exhaustiva)", r"o mais detalhad[oa] possível", r"de forma (?:detalhada|completa)",
+    r"le plus détaillé possible", r"de manière (?:détaillée|exhaustive)", r"so ausführlich wie möglich", r"ausführlich", r"il più dettagliato possibile",
+    r"максимально подробно", r"как можно подробнее", r"подробн\w+ (?:объяснение|ответ)", r"بالتفصيل", r"بشكل مفصل", r"ayrıntılı", r"विस्तार से",
+    r"chi tiết", r"secara rinci", r"secara detail",
+)
+
+# Reward-model / preference harvesting: grading, rubrics, pairwise judgements.
+RUBRIC = _alt(
+    r"\b(?:rate|score|grade|evaluate|judge|assess)\b[^.\n]*\b(?:response|answer|output|completion|solution|essay|reply)s?\b",
+    r"on a scale (?:of|from) \d+ (?:to|-) ?\d+", r"\b(?:1|0) ?(?:-|to) ?(?:5|10|100)\b[^.\n]*\b(?:scale|score|rating)\b",
+    r"\brubric\b", r"which (?:response|answer|output|completion) is (?:better|more helpful|preferred|best)",
+    r"\b(?:response|answer|output|assistant) ?(?:a|1) ?[:\])]", r"preference (?:label|judg(?:e)?ment)",
+    r"reward (?:score|model)", r"\bhelpfulness\b[^\n]*\bharmlessness\b",
+    r"评分", r"打分", r"哪个回答更好", r"評価してください", r"採点", r"점수를 매기", r"califica (?:la|esta) respuesta", r"puntúa",
+    r"avalie a resposta", r"note (?:la|cette) réponse", r"bewerte die antwort", r"оцени(?:те)? (?:ответ|ответы)", r"قيّم الإجابة",
+)
+
+# Benchmark / exam-shaped content: the capability space harvesters sweep. Structural markers
+# first (language-independent), then a few phrase families.
+EXAM_LIKE = _alt(
+    r"\\(?:frac|sqrt|boxed|cdot|times|le|ge|pi|sum|int|binom|left|right|begin)\b", r"\$[^$\n]+\$", r"\^\{?\d",
+    r"(?:^|\n)\s*\(?[a-d][).:]\s+\S[^\n]*\n\s*\(?[b-e][).:]\s", r"\b(?:choices?|options?)\s*:", r"answer choices",
+    r"(?:^|\n)\s*def \w+\([^)]*\)\s*(?:->[^:]+)?:", r">>> \w", r"\bwrite a (?:python |java |c\+\+ |rust |go )?(?:function|program|script|class)\b",
+    r"\b(?:how many|how much|what is the (?:value|sum|product|remainder|probability|area|smallest|largest))\b",
+    r"\b(?:solve|compute|calculate|simplify|prove|find all|determine)\b",
+    r"\bfinal answer\b", r"answer:\s*$",
+    r"计算", r"求解", r"证明", r"多少", r"编写一个(?:函数|程序)", r"求めなさい", r"計算しなさい", r"구하시오", r"calcula", r"calcule", r"berechne", r"вычисли", r"найдите", r"احسب",
+)
+
+# Code content (capability focus: coding), independent of natural language.
+CODE_LIKE = _alt(r"(?:```|\bdef \w+\(|\bclass \w+[:(]|\bimport \w+|#include|\bfunction\s*\w*\(|\breturn\b[^\n]*;|=>|\bpublic static\b|\bfn \w+\()")
+
+# Scripts used to tell a multilingual sweep from a monolingual one.
+SCRIPTS = {
+    "latin": r"[A-Za-zÀ-ÿ]",
+    "cjk": r"[\p{Han}\p{Hiragana}\p{Katakana}]",
+    "hangul": r"\p{Hangul}",
+    "cyrillic": r"\p{Cyrillic}",
+    "arabic": r"\p{Arabic}",
+    "devanagari": r"\p{Devanagari}",
+    "other": r"[\p{Thai}\p{Hebrew}\p{Bengali}\p{Greek}\p{Armenian}\p{Georgian}]",
+}

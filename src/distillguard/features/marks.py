@@ -1,0 +1,120 @@
+"""What each exchange adds to its account's history, and the per-(account, tick) sums.
+
+Engine-neutral: ``account_ticks`` is a pure function from an Arrow/Polars table holding *all*
+exchanges of a set of accounts (one hash bucket of accounts) to that bucket's per-(account,
+tick) sums and account–key link rows. The local engine applies it bucket by bucket; a
+distributed engine can apply it per group (e.g. Spark's ``applyInArrow``) with the same result.
+
+Marks, per exchange, in the account's event-time order (ties broken by file and line):
+``new_exact`` first time this exact prompt appears in the account; ``new_global`` first time in
+the whole log (computed by the caller across buckets, see ``scan``); ``nd`` shares a MinHash band
+with an earlier prompt of the account; ``tpl`` its head or tail frame was already used with a
+different prompt; ``new_hour``/``new_hod`` a new active hour / hour of day; ``dt`` the gap since
+the account's previous exchange.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from .linking import FREE_MAIL, TEMPLATE_REUSE
+
+
+def _first(*cols: str) -> pl.Expr:
+    return pl.struct(["account_id", *cols]).is_first_distinct()
+
+
+def mark(df: pl.DataFrame, tick_ms: int) -> pl.DataFrame:
+    """Per-exchange marks for one bucket of accounts (input: compact exchange rows)."""
+    df = df.sort(["account_id", "ts", "_source", "_line"])
+    df = df.with_columns(
+        _first("h_exact").alias("new_exact"),
+        (((pl.col("ts") - 1) // tick_ms) * tick_ms + tick_ms).alias("tick"),
+        (pl.col("ts") // 3_600_000).alias("_hour"),
+    )
+    same_acct = pl.col("account_id") == pl.col("account_id").shift(1)
+    use = lambda h: pl.when(pl.col(h).is_null()).then(0).otherwise(pl.col("new_exact").cast(pl.Int32).cum_sum().over(["account_id", h]))  # noqa: E731
+    return df.with_columns(
+        (pl.col("b0").is_not_null() & ~(_first("b0") & _first("b1") & _first("b2"))).alias("nd"),
+        use("h_pre").alias("pre_use"),
+        use("h_suf").alias("suf_use"),
+        _first("_hour").alias("new_hour"),
+        pl.struct(["account_id", pl.col("_hour") % 24]).is_first_distinct().alias("new_hod"),
+        _first("script").alias("new_script"),
+        pl.when(same_acct).then(pl.col("ts") - pl.col("ts").shift(1)).alias("dt"),
+        (pl.col("turn").fill_null(1) <= 1).alias("single"),
+        (pl.col("n").fill_null(1) > 1).alias("multi_n"),
+        (pl.col("max_tokens").fill_null(0) >= 8000).alias("big_max"),
+        (pl.col("tools").fill_null(0) > 0).alias("has_tools"),
+        (pl.col("script") > 0).alias("non_latin"),
+        (pl.col("f_reason") | pl.col("f_maxout") | pl.col("f_rubric") | pl.col("f_exam")).alias("extract"),
+    )
+
+
+def _i(e: pl.Expr) -> pl.Expr:
+    return e.cast(pl.Float64).sum()
+
+
+def tick_sums(m: pl.DataFrame) -> pl.DataFrame:
+    """Sums per (account, tick) — see ``account.SUM_COLUMNS``."""
+    dt = pl.col("dt") / 1000.0
+    return m.group_by("account_id", "tick").agg(
+        pl.len().cast(pl.Float64).alias("n"),
+        _i(pl.col("new_exact")).alias("new_exact"),
+        _i(pl.col("new_global")).alias("new_global"),
+        _i(pl.col("nd")).alias("nd"),
+        _i((pl.col("pre_use") > 1) | (pl.col("suf_use") > 1)).alias("tpl"),
+        _i(pl.col("new_hour")).alias("new_hour"),
+        _i(pl.col("new_hod")).alias("new_hod"),
+        _i(pl.col("single")).alias("single"),
+        _i(~pl.col("single")).alias("multi"),
+        _i(pl.col("has_text")).alias("text"),
+        _i(pl.col("f_reason")).alias("reason"),
+        _i(pl.col("f_maxout")).alias("maxout"),
+        _i(pl.col("f_rubric")).alias("rubric"),
+        _i(pl.col("f_exam")).alias("exam"),
+        _i(pl.col("f_code")).alias("code"),
+        _i(pl.col("f_logprobs")).alias("logprobs"),
+        _i(pl.col("f_effort")).alias("effort"),
+        _i(pl.col("multi_n")).alias("multi_n"),
+        _i(pl.col("big_max")).alias("big_max"),
+        _i(pl.col("f_trunc")).alias("trunc"),
+        _i(pl.col("has_tools")).alias("tools"),
+        _i(pl.col("non_latin")).alias("lang"),
+        pl.col("out_tok").fill_null(0).cast(pl.Float64).sum().alias("out_tok"),
+        pl.col("dt").count().cast(pl.Float64).alias("dt_n"),
+        dt.sum().fill_null(0.0).alias("dt_sum"),
+        (dt ** 2).sum().fill_null(0.0).alias("dt_sq"),
+        _i(pl.col("new_script")).alias("new_script"),
+        _i(pl.col("extract")).alias("extract"),
+        pl.col("ts").min().alias("first_ts"),
+        pl.col("ts").max().alias("last_ts"),
+        pl.col("created").min().alias("created"),
+    )
+
+
+def link_rows(m: pl.DataFrame) -> pl.DataFrame:
+    """(account_id, key, first_ts) for every linkable key an account showed (see ``linking``)."""
+    s = pl.col
+    parts = [
+        m.filter(s("pf").is_not_null()).select("account_id", (pl.lit("pf:") + s("pf")).alias("key"), "ts"),
+        m.filter(s("org").is_not_null()).select("account_id", (pl.lit("org:") + s("org")).alias("key"), "ts"),
+        m.filter(s("ipnet").is_not_null() & s("ua").is_not_null()).select(
+            "account_id", pl.concat_str([pl.lit("net:"), s("ipnet"), pl.lit("|"), s("ua")]).alias("key"), "ts"),
+        # A domain alone is weak (ISP mail, big employers); with the network it is one organisation.
+        m.filter(s("dom").is_not_null() & s("asn").is_not_null() & ~s("dom").is_in(sorted(FREE_MAIL))).select(
+            "account_id", pl.concat_str([pl.lit("dom:"), s("dom"), pl.lit("|"), s("asn").cast(pl.String)]).alias("key"), "ts"),
+        m.filter(s("pre_use") == TEMPLATE_REUSE).select("account_id", (pl.lit("tpl:") + s("h_pre").cast(pl.String)).alias("key"), "ts"),
+        m.filter(s("suf_use") == TEMPLATE_REUSE).select("account_id", (pl.lit("tpl:") + s("h_suf").cast(pl.String)).alias("key"), "ts"),
+    ]
+    return pl.concat(parts).group_by("account_id", "key").agg(pl.col("ts").min().alias("first_ts"))
+
+
+def account_ticks(df: pl.DataFrame, tick_ms: int) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """One bucket: (tick sums, link rows, account attributes) from its compact exchange rows.
+
+    ``df`` must already be de-duplicated and carry the boolean ``new_global`` column.
+    """
+    m = mark(df, tick_ms)
+    attrs = m.group_by("account_id").agg(pl.col("org").drop_nulls().first().alias("org"))
+    return tick_sums(m), link_rows(m), attrs

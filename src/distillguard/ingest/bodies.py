@@ -1,0 +1,93 @@
+"""Validation of records handed over in memory (the online HTTP service's request bodies)."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import pyarrow as pa
+
+from ..schema import EVENT_SCHEMA
+from .jsonl_block import JsonBlockParser
+from .quarantine import Quarantine
+from .records import BLANK, BlockResult, validate_lines, validate_objects
+from .stats import IngestStats
+
+_FAST_MIN = 256  # below this many records the per-record path is quicker than Arrow's setup
+
+
+def records_to_batch(
+    records: Iterable[bytes | str | dict],
+    source: str,
+    quarantine: Quarantine,
+    stats: IngestStats,
+    *,
+    source_index: int = 0,
+    first_line: int = 1,
+) -> pa.RecordBatch:
+    """Validate records exactly as :func:`read_events` does and return the valid ones.
+
+    Parameters
+    ----------
+    records : iterable of bytes, str or dict
+        One record each: raw JSON text (an NDJSON line, which may itself contain
+        newlines) or an already-decoded object (an item of a JSON array body).
+        Blank text records are skipped and not counted.
+    source : str
+        Name recorded in quarantine lines (e.g. ``"http:/v1/events"``).
+    quarantine : Quarantine
+    stats : IngestStats
+    source_index : int, default 0
+        Value of the ``_source`` column.
+    first_line : int, default 1
+        Number of the first record; record ``i`` is line ``first_line + i``.
+
+    Returns
+    -------
+    pyarrow.RecordBatch
+        Valid records, exactly EVENT_SCHEMA, in input order.
+    """
+    texts: list[bytes] = []
+    text_lines: list[int] = []
+    objs: list[tuple[int, Any]] = []
+    rejects: list[tuple[int, str, bytes | str]] = []
+    for i, rec in enumerate(records):
+        no = first_line + i
+        if isinstance(rec, str):
+            try:
+                rec = rec.encode("utf-8")
+            except UnicodeEncodeError:  # lone surrogates
+                rejects.append((no, "invalid_utf8", rec))
+                continue
+        if isinstance(rec, (bytes, bytearray, memoryview)):
+            texts.append(bytes(rec))
+            text_lines.append(no)
+        else:
+            objs.append((no, rec))
+    results: list[BlockResult] = []
+    if texts:
+        results.append(_validate_texts(texts, text_lines, source_index))
+    if objs:
+        results.append(validate_objects(objs, source_index))
+    for res in results:
+        rejects.extend(res.rejects)
+    rejects.sort(key=lambda r: r[0])
+    for line, reason, raw in rejects:
+        quarantine.add(source, line, reason, raw)
+        stats.add_rejected(reason)
+    tables = [r.table for r in results if r.table.num_rows]
+    if not tables:
+        return pa.RecordBatch.from_arrays([pa.array([], f.type) for f in EVENT_SCHEMA], schema=EVENT_SCHEMA)
+    table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+    if len(tables) > 1:
+        table = table.sort_by("_line")
+    stats.add_valid(table.num_rows)
+    return table.combine_chunks().to_batches()[0]
+
+
+def _validate_texts(texts: list[bytes], lines: list[int], source_index: int) -> BlockResult:
+    """Many single-line records with consecutive numbers -> one fast block parse."""
+    consecutive = lines[-1] - lines[0] == len(lines) - 1
+    if len(texts) >= _FAST_MIN and consecutive and not any(b"\n" in t for t in texts):
+        return JsonBlockParser().parse(b"\n".join(texts), lines[0], source_index)
+    # A record may span lines (pretty-printed JSON): newlines are JSON whitespace.
+    return validate_lines([t if t.strip(BLANK) else b"" for t in texts], lines, source_index)

@@ -1,0 +1,123 @@
+"""From log files to per-(account, tick) sums and link rows: the scan's bounded-memory path.
+
+1. Each record batch is reduced to compact exchange rows (``features.exchange``) and spilled as
+   Parquet, split into hash buckets of accounts: every per-account computation then needs one
+   bucket at a time, which bounds memory by the bucket size, not the log size.
+2. One global pass in DuckDB (memory-limited, spills to disk) over a few narrow columns finds
+   duplicate ``request_id``s (first occurrence in file/line order wins) and the first time each
+   prompt appears anywhere in the log.
+3. Each bucket goes through ``features.marks.account_ticks`` (Polars) — the engine-neutral step.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import duckdb
+import polars as pl
+
+from .features.exchange import exchange_features
+from .features.marks import account_ticks
+from .ingest import IngestStats, Quarantine, read_events
+
+# Compact rows per bucket that comfortably fit the memory target (~150 B each once marked).
+BUCKET_BYTES_OF_INPUT = 1_500_000_000
+
+
+@dataclass
+class Prepared:
+    ticks: pl.DataFrame
+    links: pl.DataFrame
+    attrs: pl.DataFrame
+    valid: int
+    t_min: int | None
+    t_max: int | None
+
+
+def n_buckets(paths: Sequence[str]) -> int:
+    """Buckets from the input size (compressed inputs count 6x: ~their unpacked size)."""
+    size = 0
+    for p in paths:
+        s = Path(p).stat().st_size
+        size += s * (6 if p.endswith((".gz", ".zst", ".parquet")) else 1)
+    return max(1, min(256, math.ceil(size / BUCKET_BYTES_OF_INPUT)))
+
+
+def spill_exchanges(paths: Sequence[str], spill: Path, quarantine: Quarantine, stats: IngestStats, buckets: int,
+                    progress: Callable[[int], None] | None = None) -> int:
+    """Read, validate and reduce every batch; write compact rows to ``spill/b<k>/``. Returns parts written."""
+    for k in range(buckets):
+        (spill / f"b{k}").mkdir(parents=True, exist_ok=True)
+    parts = 0
+    for batch in read_events(paths, quarantine, stats, progress=progress):
+        if not batch.num_rows:
+            continue
+        rows = exchange_features(batch)
+        if buckets == 1:
+            rows.write_parquet(spill / "b0" / f"part-{parts:06d}.parquet", compression="lz4")
+        else:
+            rows = rows.with_columns((pl.col("account_id").hash(seed=11) % buckets).alias("_b"))
+            for (k,), part in rows.partition_by("_b", as_dict=True).items():
+                part.drop("_b").write_parquet(spill / f"b{k}" / f"part-{parts:06d}.parquet", compression="lz4")
+        parts += 1
+    return parts
+
+
+def global_pass(spill: Path, memory_limit: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(duplicate rows to drop as (_source, _line), first ts of each prompt hash) across all buckets."""
+    con = duckdb.connect()
+    try:
+        con.execute(f"SET memory_limit='{memory_limit}'")
+        con.execute(f"SET temp_directory='{spill / 'duckdb-tmp'}'")
+        con.execute("SET preserve_insertion_order=false")
+        src = f"read_parquet('{spill}/b*/*.parquet', union_by_name=true)"
+        dups = pl.from_arrow(con.sql(f"""
+            WITH ex AS (SELECT request_id, _source, _line FROM {src}),
+                 d AS (SELECT request_id FROM ex GROUP BY request_id HAVING count(*) > 1)
+            SELECT _source, _line FROM (
+                SELECT _source, _line, row_number() OVER (PARTITION BY request_id ORDER BY _source, _line) AS rn
+                FROM ex SEMI JOIN d USING (request_id)) WHERE rn > 1""").to_arrow_table())
+        con.register("dups_t", dups.to_arrow())
+        # Ties at the same millisecond count as first for each: rare, and harmless either way.
+        firsts = pl.from_arrow(con.sql(f"""
+            SELECT h_exact, min(ts) AS t0 FROM (SELECT h_exact, ts, _source, _line FROM {src} WHERE h_exact IS NOT NULL)
+            ANTI JOIN dups_t USING (_source, _line) GROUP BY h_exact""").to_arrow_table())
+    finally:
+        con.close()
+    return dups, firsts  # type: ignore[return-value]
+
+
+def prepare(paths: Sequence[str], spill: Path, quarantine: Quarantine, stats: IngestStats, *, tick_ms: int,
+            memory_limit: str = "3GB", read_progress: Callable[[int], None] | None = None,
+            stage_progress: Callable[[str, float], None] | None = None) -> Prepared:
+    """Run steps 1-3 and return the per-(account, tick) sums, link rows and account attributes."""
+    say = stage_progress or (lambda s, f: None)
+    buckets = n_buckets(paths)
+    spill_exchanges(paths, spill, quarantine, stats, buckets, read_progress)
+    bucket_dirs = [spill / f"b{k}" for k in range(buckets) if any((spill / f"b{k}").glob("*.parquet"))]
+    if not bucket_dirs:
+        empty = pl.DataFrame()
+        return Prepared(empty, empty, empty, 0, None, None)
+    say("de-duplicating", 0.0)
+    dups, firsts = global_pass(spill, memory_limit)
+    ticks, links, attrs = [], [], []
+    valid, t_min, t_max = 0, None, None
+    for i, d in enumerate(bucket_dirs):
+        say("account marks", i / len(bucket_dirs))
+        df = pl.read_parquet(d / "*.parquet")
+        if dups.height:
+            df = df.join(dups, on=["_source", "_line"], how="anti")
+        df = df.join(firsts, on="h_exact", how="left").with_columns(
+            (pl.col("t0").is_not_null() & (pl.col("ts") == pl.col("t0"))).alias("new_global")).drop("t0")
+        valid += df.height
+        if df.height:
+            lo, hi = df["ts"].min(), df["ts"].max()
+            t_min = lo if t_min is None else min(t_min, lo)
+            t_max = hi if t_max is None else max(t_max, hi)
+        t, lk, at = account_ticks(df, tick_ms)
+        ticks.append(t), links.append(lk), attrs.append(at)
+        del df
+    return Prepared(pl.concat(ticks), pl.concat(links), pl.concat(attrs), valid, t_min, t_max)

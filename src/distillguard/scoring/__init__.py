@@ -1,0 +1,1 @@
+"""Scoring: YAML detection rules, the learned layer, their fusion, and the action policy."""

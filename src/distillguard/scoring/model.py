@@ -1,0 +1,96 @@
+"""The learned layer: a calibrated logistic model over scale-free behavioural features.
+
+Why logistic regression: its probability is calibrated by construction (checked with a
+reliability table in ``distillguard tune``), each feature's contribution (coefficient x value) is
+a reason an analyst can read, and sign constraints keep it from learning a simulator's accident
+("more reasoning elicitation means *less* risk"). Coefficients are data (``models/*.json``),
+refitted from labels by ``fit``; the scikit-learn estimator is rebuilt from them on load.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+from sklearn.linear_model import LogisticRegression
+
+from ..features.account import FEATURES
+from ..paths import MODELS_DIR
+
+DEFAULT_MODEL = MODELS_DIR / "account_lr.json"
+
+# Direction each feature may push the score (+1 up, -1 down, 0 either). Features whose meaning
+# is "what harvesting is" are constrained; a fit that wants the other sign gets zero instead.
+SIGNS = {
+    "log_n": 1, "novelty": 1, "nd_share": -1, "tpl_share": 0, "single_share": 1, "reason_share": 1,
+    "maxout_share": 1, "rubric_share": 1, "exam_share": 1, "code_share": 0, "shape_share": 1,
+    "trunc_share": 1, "log_out_tok": 1, "hod_cover": 0, "duty": 0, "iat_cv": 0, "log_rate": 1,
+    "young": 1, "lang_spread": 1, "tools_share": -1, "extract_share": 1,
+}
+
+
+@dataclass
+class AccountModel:
+    """Logistic model over ``FEATURES`` (column prefix ``x_`` or ``w_x_``)."""
+
+    coef: np.ndarray
+    intercept: float
+    features: tuple[str, ...] = tuple(FEATURES)
+    meta: dict | None = None
+
+    def estimator(self) -> LogisticRegression:
+        """A fitted scikit-learn estimator carrying these coefficients."""
+        lr = LogisticRegression()
+        lr.classes_ = np.array([0, 1])
+        lr.coef_ = self.coef.reshape(1, -1).astype(float)
+        lr.intercept_ = np.array([self.intercept], dtype=float)
+        lr.n_features_in_ = len(self.features)
+        return lr
+
+    def matrix(self, df: pl.DataFrame, prefix: str = "x_") -> np.ndarray:
+        return df.select([pl.col(prefix + f) for f in self.features]).to_numpy().astype(np.float64)
+
+    def predict_proba(self, df: pl.DataFrame, prefix: str = "x_") -> np.ndarray:
+        """Probability of harvesting for each snapshot row."""
+        if df.height == 0:
+            return np.zeros(0)
+        return self.estimator().predict_proba(self.matrix(df, prefix))[:, 1]
+
+    def contributions(self, df: pl.DataFrame, prefix: str = "x_") -> np.ndarray:
+        """Per-row, per-feature log-odds contributions (coef x value)."""
+        return self.matrix(df, prefix) * self.coef.reshape(1, -1)
+
+    def to_json(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps({
+            "features": list(self.features), "coef": [float(c) for c in self.coef],
+            "intercept": float(self.intercept), "meta": self.meta or {},
+        }, indent=2) + "\n")
+
+    @classmethod
+    def from_json(cls, path: str | Path | None = None) -> "AccountModel":
+        d = json.loads(Path(path or DEFAULT_MODEL).read_text())
+        coef = dict(zip(d["features"], d["coef"]))
+        # Features added since the file was written start neutral.
+        return cls(np.array([coef.get(f, 0.0) for f in FEATURES]), float(d["intercept"]), tuple(FEATURES), d.get("meta"))
+
+
+def fit(X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None, C: float = 0.5, meta: dict | None = None) -> AccountModel:
+    """Fit the sign-constrained logistic model.
+
+    Features whose fitted sign contradicts ``SIGNS`` are dropped (coefficient 0) and the model is
+    refitted without them, so every remaining contribution reads in its natural direction.
+    """
+    allowed = np.ones(len(FEATURES), dtype=bool)
+    for _ in range(len(FEATURES)):
+        lr = LogisticRegression(C=C, max_iter=2000, class_weight="balanced")
+        lr.fit(X[:, allowed], y, sample_weight=sample_weight)
+        coef = np.zeros(len(FEATURES))
+        coef[allowed] = lr.coef_[0]
+        bad = [i for i, f in enumerate(FEATURES) if allowed[i] and SIGNS[f] * coef[i] < 0]
+        if not bad:
+            return AccountModel(coef, float(lr.intercept_[0]), tuple(FEATURES), meta)
+        allowed[bad] = False
+    return AccountModel(coef, float(lr.intercept_[0]), tuple(FEATURES), meta)

@@ -1,0 +1,99 @@
+"""Detection rules as reviewed YAML data (SigmaHQ style), evaluated vectorised over snapshots.
+
+A rule file holds metadata an analyst can defend (id, title, description, level, false
+positives, MITRE ATLAS tags) and a ``detection`` block: ``min_events`` and ``all`` — a map of
+feature name to a comparison such as ``">= 0.6"``. Feature names are those of
+``distillguard.features.account.FEATURES`` (and ``members`` for clusters). ``scope`` says where
+a rule applies: ``account`` (running history), ``window`` (the trailing window, which catches an
+account that changes), ``cluster`` (sums over linked accounts).
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+import yaml
+
+from ..paths import RULES_DIR
+
+LEVEL_WEIGHT = {"informational": 0.1, "low": 0.25, "medium": 0.45, "high": 0.7, "critical": 0.9}
+_OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq}
+_COND = re.compile(r"^\s*(>=|<=|==|>|<)\s*(-?\d+(?:\.\d+)?)\s*$")
+REQUIRED_KEYS = {"id", "title", "description", "level", "reason", "tags", "falsepositives", "detection", "scope"}
+SCOPES = {"account", "window", "cluster"}
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    title: str
+    description: str
+    level: str
+    reason: str
+    tags: tuple[str, ...]
+    falsepositives: tuple[str, ...]
+    min_events: int
+    conditions: tuple[tuple[str, str, float], ...]
+    scope: tuple[str, ...]
+    weight: float
+    path: str = ""
+    extra: dict = field(default_factory=dict, compare=False, hash=False)
+
+    def expr(self, prefix: str = "x_", n_col: str = "n") -> pl.Expr:
+        """Boolean Polars expression: does the rule fire on a snapshot row?"""
+        e = pl.col(n_col) >= self.min_events
+        for feat, op, val in self.conditions:
+            col = pl.col(feat if feat in ("members",) else prefix + feat)
+            e = e & _OPS[op](col, val)
+        return e.fill_null(False)
+
+
+def parse_rule(doc: dict, path: str = "") -> Rule:
+    """Validate one YAML rule document and build a :class:`Rule` (ValueError when malformed)."""
+    missing = REQUIRED_KEYS - set(doc)
+    if missing:
+        raise ValueError(f"{path}: rule lacks {sorted(missing)}")
+    if doc["level"] not in LEVEL_WEIGHT:
+        raise ValueError(f"{path}: unknown level {doc['level']!r}")
+    det = doc["detection"] or {}
+    conds = []
+    for feat, cond in (det.get("all") or {}).items():
+        m = _COND.match(str(cond))
+        if not m:
+            raise ValueError(f"{path}: condition {feat}: {cond!r} is not '<op> <number>'")
+        conds.append((str(feat), m.group(1), float(m.group(2))))
+    scope = tuple(doc["scope"])
+    if not scope or set(scope) - SCOPES:
+        raise ValueError(f"{path}: scope must be a subset of {sorted(SCOPES)}")
+    return Rule(
+        id=str(doc["id"]), title=doc["title"], description=doc["description"], level=doc["level"],
+        reason=doc["reason"], tags=tuple(doc["tags"]), falsepositives=tuple(doc["falsepositives"]),
+        min_events=int(det.get("min_events", 1)), conditions=tuple(conds), scope=scope,
+        weight=float(doc.get("weight", LEVEL_WEIGHT[doc["level"]])), path=path,
+    )
+
+
+def load_rules(directory: str | Path | None = None) -> list[Rule]:
+    """All ``*.yaml`` rules of ``directory`` (default: the packaged ``rules/``), sorted by id."""
+    d = Path(directory) if directory else RULES_DIR
+    rules = []
+    for p in sorted(d.glob("*.yaml")):
+        for doc in yaml.safe_load_all(p.read_text(encoding="utf-8")):
+            if doc:
+                rules.append(parse_rule(doc, str(p)))
+    ids = [r.id for r in rules]
+    if len(ids) != len(set(ids)):
+        raise ValueError("duplicate rule ids")
+    return sorted(rules, key=lambda r: r.id)
+
+
+def fire(df: pl.DataFrame, rules: list[Rule], scope: str, prefix: str = "x_", n_col: str = "n") -> pl.DataFrame:
+    """Add one boolean column ``r:<id>`` per rule of ``scope`` to ``df``."""
+    active = [r for r in rules if scope in r.scope]
+    if not active:
+        return df
+    return df.with_columns([r.expr(prefix, n_col).alias(f"r:{r.id}") for r in active])

@@ -1,0 +1,85 @@
+"""Per-split parameters of every population and campaign.
+
+The holdout split is meant to be reached only by a detector that generalises: its ranges
+are shifted or widened against dev (rates, max_tokens, temperatures, accounts per cluster),
+and a few attack styles exist only in holdout (``paraphrase`` wrappers, residential-proxy
+rotation, harvest timing copied from a real API client's rate curve). Counts are account
+numbers at ``scale=1``. Ranges ``(lo, hi)`` are drawn per account with
+:func:`~distillguard.sim.rng.lognormal_between` unless noted, so no bound is a hard edge.
+
+docs/benchmark.md describes these numbers; keep the two in step.
+"""
+
+from __future__ import annotations
+
+PARAMS: dict[str, dict[str, dict]] = {
+    "dev": {
+        "chat_user": {"accounts": 2300, "sessions_per_day": (0.5, 5.0), "student_share": 0.03},
+        "mobile_nat": {"accounts": 320, "sessions_per_day": (1.0, 6.0)},
+        "shared_card": {"groups": 60, "household_share": 0.6},
+        "coding_agent": {"accounts": 160, "sessions_per_day": (1.0, 5.0), "steps": (8, 90)},
+        "app_backend": {"accounts": 45, "rps": (0.003, 0.03), "embed_share": 0.15},
+        "router_reseller": {"accounts": 10, "rps": (0.02, 0.09), "p_continue": (0.3, 0.6)},
+        "benchmark_eval": {"accounts": 36, "new_account_share": 0.35, "concurrency": (1, 16)},
+        "blunt_sweep": {"campaigns": 6, "rps": (0.015, 0.1), "cv": (0.15, 0.6), "n": [1, 1, 2, 4],
+                        "max_tokens": [4096, 8192, 16384], "temperature": [0.7, 0.8, 1.0],
+                        "paraphrase": False, "curve_timing_share": 0.0},
+        "hydra": {"campaigns": 2, "accounts": (24, 40), "rps": (0.05, 0.15), "resold_share": (0.1, 0.35),
+                  "residential_proxy": [False, False], "paraphrase": [False, False], "shared_cards": (0.3, 0.6)},
+        "cot_coercion": {"campaigns": 8, "accounts": (1, 4), "rps": (0.004, 0.025), "cot_share": (0.55, 1.0),
+                         "langs": (3, 8)},
+        "rubric_harvest": {"campaigns": 5, "accounts": (1, 5), "rps": (0.003, 0.02), "logprobs_share": 0.4,
+                           "pair_share": (0.2, 0.6)},
+        "multilingual": {"campaigns": 4, "accounts": (2, 6), "rps": (0.003, 0.015), "langs": (2, 4)},
+        "slow_spread": {"campaigns": 2, "accounts": (30, 50), "sessions_per_day": (1.5, 4.0),
+                        "session_size": (4, 20), "paraphrase": [False, False]},
+        "takeover": {"campaigns": 4, "accounts": (2, 5), "rps": (0.004, 0.025), "new_ip_share": 0.7,
+                     "residential_proxy": [False, False, False, False]},
+        "reseller_mixed": {"accounts": 3, "harvest_share": (0.1, 0.3), "rps": (0.02, 0.06)},
+    },
+    "holdout": {
+        "chat_user": {"accounts": 2100, "sessions_per_day": (0.6, 6.0), "student_share": 0.04},
+        "mobile_nat": {"accounts": 300, "sessions_per_day": (1.2, 7.0)},
+        "shared_card": {"groups": 50, "household_share": 0.5},
+        "coding_agent": {"accounts": 140, "sessions_per_day": (1.2, 6.0), "steps": (6, 120)},
+        "app_backend": {"accounts": 40, "rps": (0.002, 0.04), "embed_share": 0.2},
+        "router_reseller": {"accounts": 9, "rps": (0.025, 0.11), "p_continue": (0.25, 0.65)},
+        "benchmark_eval": {"accounts": 32, "new_account_share": 0.45, "concurrency": (2, 32)},
+        "blunt_sweep": {"campaigns": 5, "rps": (0.01, 0.08), "cv": (0.4, 1.3), "n": [1, 1, 1, 3, 5],
+                        "max_tokens": [2048, 6000, 12000, None], "temperature": [0.6, 0.9, 1.1, None],
+                        "paraphrase": True, "curve_timing_share": 0.5},
+        "hydra": {"campaigns": 2, "accounts": (30, 70), "rps": (0.04, 0.18), "resold_share": (0.2, 0.5),
+                  "residential_proxy": [True, False], "paraphrase": [False, True], "shared_cards": (0.15, 0.4)},
+        "cot_coercion": {"campaigns": 7, "accounts": (1, 5), "rps": (0.003, 0.02), "cot_share": (0.4, 0.9),
+                         "langs": (2, 10)},
+        "rubric_harvest": {"campaigns": 4, "accounts": (1, 6), "rps": (0.002, 0.025), "logprobs_share": 0.25,
+                           "pair_share": (0.3, 0.8)},
+        "multilingual": {"campaigns": 4, "accounts": (3, 8), "rps": (0.002, 0.012), "langs": (1, 3)},
+        "slow_spread": {"campaigns": 2, "accounts": (40, 80), "sessions_per_day": (1.2, 3.5),
+                        "session_size": (3, 16), "paraphrase": [True, False]},
+        "takeover": {"campaigns": 3, "accounts": (3, 6), "rps": (0.003, 0.02), "new_ip_share": 0.5,
+                     "residential_proxy": [True, False, False]},
+        "reseller_mixed": {"accounts": 3, "harvest_share": (0.05, 0.2), "rps": (0.02, 0.07)},
+    },
+}
+
+BENIGN_POPULATIONS = (
+    "chat_user", "mobile_nat", "shared_card", "coding_agent", "app_backend", "router_reseller", "benchmark_eval",
+)
+ATTACK_POPULATIONS = (
+    "blunt_sweep", "hydra", "cot_coercion", "rubric_harvest", "multilingual", "slow_spread", "takeover",
+    "reseller_mixed",
+)
+
+# Chat prompt sources and their weights among benign conversations (missing sources drop out).
+CHAT_SOURCE_WEIGHTS = {
+    "sharegpt": 45, "oasst2": 12, "hh_rlhf": 14, "self_instruct_user": 8, "vicuna_bench": 3, "mt_bench": 2,
+}
+
+# Harvest material per campaign style (campaigns pick a few of these that exist).
+HARVEST_SOURCES = {
+    "reasoning": ["gsm8k_train", "gsm8k_test", "math", "math500"],
+    "code": ["humaneval", "mbpp"],
+    "instruct": ["alpaca", "self_instruct_seed", "mt_bench", "vicuna_bench"],
+}
+CODE_SOURCES = frozenset({"humaneval", "mbpp"})

@@ -1,0 +1,72 @@
+"""One test per detection rule: it fires on the behaviour it describes and not on its stated
+false positives; plus schema checks for every rule file (SigmaHQ-style metadata)."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from distillguard.features.account import FEATURES
+from distillguard.scoring.rules import load_rules, parse_rule
+
+RULES = {r.id: r for r in load_rules()}
+
+# A neutral account: ordinary chat (multi-turn, repeated topics, no extraction asks).
+BASE = {f: 0.0 for f in FEATURES} | {"novelty": 0.7, "single_share": 0.4, "nd_share": 0.2, "tpl_share": 0.1}
+
+
+def row(n: int, members: int = 1, **feats: float) -> pl.DataFrame:
+    d = BASE | feats
+    return pl.DataFrame({"n": [float(n)], "members": [members], **{f"x_{k}": [float(v)] for k, v in d.items()}})
+
+
+def fires(rule_id: str, df: pl.DataFrame) -> bool:
+    return bool(df.select(RULES[rule_id].expr()).item())
+
+
+HARVEST = dict(novelty=0.99, single_share=1.0, nd_share=0.02)
+
+CASES = {
+    # rule: (true positive, the false positive it must not fire on)
+    "dg-001": (row(500, reason_share=0.9, **HARVEST),
+               row(500, reason_share=0.9, novelty=0.99, single_share=1.0, nd_share=0.85)),  # tutoring app: templated
+    "dg-002": (row(2000, exam_share=0.9, **HARVEST),
+               row(250, exam_share=0.9, **HARVEST)),  # one benchmark run below the volume bar
+    "dg-003": (row(300, rubric_share=0.8, **HARVEST),
+               row(300, rubric_share=0.8, novelty=0.3, single_share=1.0)),  # LLM-judge over a fixed set
+    "dg-004": (row(400, shape_share=0.6, **HARVEST),
+               row(400, shape_share=0.6, novelty=0.2, single_share=1.0)),  # pass@k on a fixed benchmark
+    "dg-005": (row(300, lang_spread=1.0, reason_share=0.6, **HARVEST),
+               row(300, lang_spread=1.0, reason_share=0.0, **HARVEST)),  # translation service
+    "dg-101": (row(5000, members=40, extract_share=0.8, **HARVEST),
+               row(5000, members=40, extract_share=0.1, novelty=0.95, single_share=0.5)),  # company sharing a card
+}
+
+
+def test_every_rule_has_a_case():
+    assert set(CASES) == set(RULES)
+
+
+@pytest.mark.parametrize("rule_id", sorted(CASES))
+def test_rule_fires_on_its_behaviour_and_not_on_its_false_positive(rule_id):
+    tp, fp = CASES[rule_id]
+    assert fires(rule_id, tp)
+    assert not fires(rule_id, fp)
+
+
+@pytest.mark.parametrize("rule_id", sorted(RULES))
+def test_rule_metadata(rule_id):
+    r = RULES[rule_id]
+    assert "atlas.AML.T0024.002" in r.tags  # model extraction
+    assert r.falsepositives and r.description.strip() and r.title.strip()
+    assert all(f in FEATURES or f == "members" for f, _, _ in r.conditions), "unknown feature in a condition"
+    assert 0 < r.weight < 1
+
+
+def test_malformed_rule_is_rejected():
+    bad = {"id": "x", "title": "t", "description": "d", "level": "high", "reason": "r", "tags": [], "falsepositives": [],
+           "scope": ["account"], "detection": {"all": {"novelty": "about 0.9"}}}
+    with pytest.raises(ValueError):
+        parse_rule(bad)
+    with pytest.raises(ValueError):
+        parse_rule({k: v for k, v in bad.items() if k != "level"})
