@@ -455,6 +455,23 @@ def test_large_block_fast_path_with_sparse_errors():
     assert [(r[0], r[1]) for r in fast.rejects] == [(6, "type:asn"), (701, "type:asn"), (1235, "type:asn"), (3000, "type:asn")]
 
 
+def test_integers_written_as_doubles_stay_on_fast_path():
+    from distillguard.ingest import JsonBlockParser
+
+    lines = [line(rec(i, asn=float(64500 + i), ts=1793525400000.0 + i, seed=None)) for i in range(500)]
+    lines[10] = line(rec(10, seed=2**53 + 1))  # exact only as an integer: re-checked slowly
+    lines[11] = line(rec(11, n=2.5))
+    block = b"\n".join(lines)
+    parser = JsonBlockParser()
+    fast = parser.parse(block)
+    assert parser.ints_as_floats
+    slow = parse_block_slow(block)
+    assert fast.table.equals(slow.table) and fast.rejects == slow.rejects
+    assert fast.table.column("seed")[10].as_py() == 2**53 + 1
+    assert fast.table.column("asn")[-1].as_py() == 64999
+    assert [r[:2] for r in fast.rejects] == [(12, "type:n")]
+
+
 # --- streams: damage, long lines, progress --------------------------------------------
 
 

@@ -28,10 +28,10 @@ HARVEST = dict(novelty=0.99, single_share=1.0, nd_share=0.02)
 
 CASES = {
     # rule: (true positive, the false positive it must not fire on)
-    "dg-001": (row(500, reason_share=0.9, **HARVEST),
-               row(500, reason_share=0.9, novelty=0.99, single_share=1.0, nd_share=0.85)),  # tutoring app: templated
-    "dg-002": (row(2000, exam_share=0.9, **HARVEST),
-               row(250, exam_share=0.9, **HARVEST)),  # one benchmark run below the volume bar
+    "dg-001": (row(500, reason_share=0.9, maxout_share=0.5, **HARVEST),
+               row(500, reason_share=0.9, maxout_share=0.5, novelty=0.99, single_share=1.0, nd_share=0.85)),  # tutoring app: templated
+    "dg-002": (row(2000, exam_share=0.9, shape_share=0.5, **HARVEST),
+               row(2000, exam_share=0.9, reason_share=0.9, young=0.1, **HARVEST)),  # a CoT benchmark run from an established account
     "dg-003": (row(300, rubric_share=0.8, **HARVEST),
                row(300, rubric_share=0.8, novelty=0.3, single_share=1.0)),  # LLM-judge over a fixed set
     "dg-004": (row(400, shape_share=0.6, **HARVEST),
@@ -61,6 +61,12 @@ def test_rule_metadata(rule_id):
     assert r.falsepositives and r.description.strip() and r.title.strip()
     assert all(f in FEATURES or f == "members" for f, _, _ in r.conditions), "unknown feature in a condition"
     assert 0 < r.weight < 1
+
+
+def test_any_block_needs_one_alternative():
+    # dg-001 without any output-maximising or new-account evidence is an evaluation harness.
+    assert not fires("dg-001", row(500, reason_share=0.9, young=0.1, **HARVEST))
+    assert fires("dg-001", row(500, reason_share=0.9, young=0.9, **HARVEST))
 
 
 def test_malformed_rule_is_rejected():

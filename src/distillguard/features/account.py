@@ -54,7 +54,7 @@ def snapshots(ticks: pl.DataFrame, window_ms: int) -> pl.DataFrame:
 FEATURES = [
     "log_n", "novelty", "nd_share", "tpl_share", "single_share", "reason_share", "maxout_share",
     "rubric_share", "exam_share", "code_share", "shape_share", "trunc_share", "log_out_tok",
-    "hod_cover", "duty", "iat_cv", "log_rate", "young", "lang_spread", "tools_share", "extract_share",
+    "hod_cover", "duty", "iat_cv", "log_rate", "young", "lang_spread", "tools_share", "extract_share", "log_extract",
 ]
 
 
@@ -97,6 +97,9 @@ def derive(df: pl.DataFrame, prefix: str = "", now_col: str = "tick", cluster: b
         "lang_spread": (pl.col("new_script") - 1).clip(lower_bound=0.0) / 3.0,
         "tools_share": c("tools") / n,
         "extract_share": c("extract") / text,
+        # Coverage: how many *new*, extraction-shaped prompts so far. Volume alone is not risk
+        # (routers and app back-ends are big); volume of novel extraction asks is harvesting.
+        "log_extract": pl.min_horizontal(c("extract"), c("new_exact")).log1p(),
     }
     return df.with_columns([e.cast(pl.Float64).fill_nan(0.0).fill_null(0.0).alias(prefix + "x_" + k) for k, e in feats.items()])
 

@@ -24,6 +24,14 @@ REASONING_ELICIT = _alt(
     r"explain your (?:reasoning|thinking|thought process)", r"before (?:answering|giving the (?:final )?answer)",
     r"<think>", r"<reasoning>", r"<scratchpad>", r"\[reasoning\]", r"internal monologue",
     r"verbatim (?:reasoning|thoughts)", r"do not skip (?:any )?steps", r"reason (?:step|carefully|thoroughly)",
+    r"(?:show|with|list|include|explain) (?:all|every|each) (?:of )?(?:the )?(?:intermediate )?steps", r"reason (?:it|this) (?:through|out)",
+    r"walk (?:me )?through", r"<thinking>", r"\bthinking tags?\b", r"(?:double|triple)[- ]check", r"verify (?:your|each|every) (?:answer|step)",
+    r"explain (?:the|your) (?:whole|full|complete|entire) (?:solution|reasoning|answer)", r"\bgo step by step\b", r"\bworked solution\b",
+    # the word "reasoning / thought process" itself, in many languages (stems)
+    r"razonamiento", r"raciocínio", r"ragionamento", r"raisonnement", r"begründung", r"рассужден", r"міркуван", r"rozumowani", r"úvah",
+    r"推理", r"思路", r"推論", r"思考の", r"추론", r"풀이 과정", r"استدلال", r"تفكير", r"तर्क", r"suy luận", r"penalaran", r"akıl yürüt",
+    r"todos los pasos", r"todos os passos", r"toutes les étapes", r"alle schritte", r"tutti i passaggi", r"все шаги", r"всі кроки", r"所有步骤",
+    r"全部步骤", r"すべての手順", r"全ての手順", r"모든 (?:풀이 )?(?:단계|과정)", r"جميع الخطوات", r"सभी चरण", r"tất cả các bước", r"semua langkah",
     # Chinese
     r"一步一步", r"逐步", r"分步", r"详细(?:的)?(?:推理|思考|步骤|过程)", r"思考过程", r"推理过程", r"思维链", r"完整(?:的)?推理",
     # Japanese
@@ -52,6 +60,9 @@ OUTPUT_MAXIMIZE = _alt(
     r"(?:as|in) (?:much )?detail as (?:possible|you can)", r"leave nothing out", r"cover (?:every|all) (?:aspect|case|detail)s?",
     r"at least \d{3,} words", r"\b(?:long|lengthy|maximum length|maximally detailed)\b (?:answer|response|explanation)",
     r"include (?:all|every) (?:intermediate|detail|step)", r"explain (?:each|every) (?:step|line)",
+    r"\bin (?:full |great |exhaustive )?detail\b", r"\b(?:be |very |extremely )thorough\b", r"\bthoroughly\b", r"\bfully (?:explain|detailed|worked)\b",
+    r"\b(?:whole|full|complete|entire) (?:solution|derivation|explanation|walkthrough)\b", r"\bdon'?t (?:hold back|be brief|summari[sz]e)\b",
+    r"en detalle", r"em detalhes?", r"en détail", r"in dettaglio", r"im detail", r"подробно", r"детально", r"详尽", r"詳細に", r"상세히", r"بالتفصيل", r"विस्तार",
     r"尽可能详细", r"详细(?:地)?(?:解释|回答|说明)", r"完整(?:的)?(?:回答|解答|答案)", r"詳しく", r"できるだけ詳細", r"자세히", r"상세하게",
     r"lo más detallad[oa] posible", r"de forma (?:detallada|exhaustiva)", r"o mais detalhad[oa] possível", r"de forma (?:detalhada|completa)",
     r"le plus détaillé possible", r"de manière (?:détaillée|exhaustive)", r"so ausführlich wie möglich", r"ausführlich", r"il più dettagliato possibile",
@@ -66,6 +77,11 @@ RUBRIC = _alt(
     r"\brubric\b", r"which (?:response|answer|output|completion) is (?:better|more helpful|preferred|best)",
     r"\b(?:response|answer|output|assistant) ?(?:a|1) ?[:\])]", r"preference (?:label|judg(?:e)?ment)",
     r"reward (?:score|model)", r"\bhelpfulness\b[^\n]*\bharmlessness\b",
+    r"\bwhich (?:one|reply|response|answer|completion|output)\b", r"\bwinner\b", r"\bprefer(?:ence|red|s)?\b", r"\bcritique\b",
+    r"\bcandidate (?:replies|responses|answers|completions|outputs)\b", r"\b(?:reply|response|answer|completion|output) (?:1|2|a|b)\b",
+    r"\bcompare (?:the )?(?:two |both |these )?(?:responses|replies|answers|outputs|completions)\b", r"\b(?:better|worse) (?:response|answer|reply)\b",
+    r"比较", r"哪个更好", r"哪一个", r"どちらが", r"어느 (?:쪽|것|답변)", r"cuál es mejor", r"qual é melhor", r"laquelle", r"welche antwort", r"какой ответ",
+    r"mejor respuesta", r"melhor resposta", r"meilleure réponse", r"bessere antwort", r"лучший ответ",
     r"评分", r"打分", r"哪个回答更好", r"評価してください", r"採点", r"점수를 매기", r"califica (?:la|esta) respuesta", r"puntúa",
     r"avalie a resposta", r"note (?:la|cette) réponse", r"bewerte die antwort", r"оцени(?:те)? (?:ответ|ответы)", r"قيّم الإجابة",
 )
@@ -78,7 +94,7 @@ EXAM_LIKE = _alt(
     r"(?:^|\n)\s*def \w+\([^)]*\)\s*(?:->[^:]+)?:", r">>> \w", r"\bwrite a (?:python |java |c\+\+ |rust |go )?(?:function|program|script|class)\b",
     r"\b(?:how many|how much|what is the (?:value|sum|product|remainder|probability|area|smallest|largest))\b",
     r"\b(?:solve|compute|calculate|simplify|prove|find all|determine)\b",
-    r"\bfinal answer\b", r"answer:\s*$",
+    r"\bfinal answer\b", r"answer:\s*$", r"(?:^|\n)(?:question|q|problem)\s*\d*\s*:", r"\bthe answer is\b",
     r"计算", r"求解", r"证明", r"多少", r"编写一个(?:函数|程序)", r"求めなさい", r"計算しなさい", r"구하시오", r"calcula", r"calcule", r"berechne", r"вычисли", r"найдите", r"احسب",
 )
 

@@ -14,6 +14,30 @@ raises. Modules:
 - :mod:`.reader`       ``read_events``
 - :mod:`.bodies`       ``records_to_batch`` for the online service
 - :mod:`.quarantine`, :mod:`.stats`
+
+Reason codes (``quarantine.jsonl`` ``reason``; ``F`` is a field name):
+
+=====================  ===================================================================
+``invalid_json``       not JSON (including two objects on one line, or trailing garbage)
+``invalid_utf8``       bytes that are not UTF-8 (or a lone surrogate in an in-memory str)
+``not_an_object``      JSON, but an array / string / number / null instead of an object
+``too_long``           line over 1 MiB (never loaded whole)
+``too_deep``           nesting deeper than 10,000 (parsers recurse)
+``missing:F``          required field absent or null
+``empty:F``            required string field is ``""``
+``type:F``             wrong JSON type (bool for a number, "5" for an integer, 2.5 for an
+                       integer, NaN / Infinity / overflowing numbers, nested values, ...)
+``bad_ts:F``           timestamp text not RFC 3339 with offset, or outside years 1-9999
+``bad_csv_row``        CSV row with the wrong number of cells
+``truncated_stream``   .gz / .zst ends early: a synthetic record at the line reached,
+                       holding the partial last line; everything before is kept
+``corrupt_stream``     .gz / .zst data that cannot be decoded (same handling)
+``unreadable_file``    Parquet (or CSV) that cannot be read, or its unreadable rest
+``internal_error``     a validator bug; the block's lines are kept in quarantine
+=====================  ===================================================================
+
+Blank lines (empty or only spaces, tabs, ``\r``) are not records: neither read nor
+quarantined, but they do count for line numbers.
 """
 
 from .bodies import records_to_batch

@@ -27,6 +27,7 @@ The property tests check ``parse_block(b) == parse_block_slow(b)`` on hostile in
 
 from __future__ import annotations
 
+import codecs
 import re
 
 import numpy as np
@@ -257,10 +258,11 @@ def _bad_utf8_lines(block: bytes, starts: np.ndarray, limit: int = 16) -> np.nda
     after every error would be quadratic on binary garbage, and the slow path copes.
     """
     bad = np.zeros(starts.size, bool)
+    view = memoryview(block)
     pos = 0
     for _ in range(limit):
         try:
-            block[pos:].decode("utf-8")
+            codecs.utf_8_decode(view[pos:], "strict", True)
             return bad
         except UnicodeDecodeError as exc:
             i = int(np.searchsorted(starts, pos + exc.start, side="right")) - 1

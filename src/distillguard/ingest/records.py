@@ -281,10 +281,12 @@ def validate_objects(objs: Iterable[tuple[int, Any]], source_index: int = 0) -> 
     rows = RowCollector()
     rejects: list[tuple[int, str, bytes]] = []
     for no, obj in objs:
-        if type(obj) is not dict:
+        if not isinstance(obj, dict):
             rejects.append((no, "not_an_object", _dump(obj)))
             continue
         values, reason = check_object(obj)
+        if reason is None and not _encodable(values):
+            reason = "invalid_utf8"  # a Python str may hold lone surrogates; JSON text cannot
         if reason is None:
             rows.add(values, no, obj)
         else:
@@ -293,6 +295,16 @@ def validate_objects(objs: Iterable[tuple[int, Any]], source_index: int = 0) -> 
     if ts_rejects:
         rejects = sorted(rejects + [(no, r, _dump(obj)) for no, r, obj in ts_rejects], key=lambda r: r[0])
     return BlockResult(pa.Table.from_batches([batch]), rejects)
+
+
+def _encodable(values: list) -> bool:
+    try:
+        for v in values:
+            if type(v) is str:
+                v.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _dump(obj: Any) -> bytes:

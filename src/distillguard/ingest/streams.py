@@ -17,7 +17,7 @@ import zstandard
 
 from .quarantine import RECORD_LIMIT
 
-RAW_CHUNK = 1 << 20  # compressed bytes read per call
+RAW_CHUNK = 4 << 20  # file bytes read per call
 ZSTD_FEED = 1 << 16  # zstd input per decompress call (its output is unbounded per call)
 MAX_OUT = 8 << 20  # gzip output per decompress call
 _GZIP_MAGIC = b"\x1f\x8b"

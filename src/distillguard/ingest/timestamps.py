@@ -50,6 +50,8 @@ def parse_ts_column(arr: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, pa.Array
         arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
     t = arr.type
     n = len(arr)
+    if arr.null_count == n:  # e.g. an optional field nobody sent: nothing to parse
+        return pa.nulls(n, pa.int64()), pa.array(np.zeros(n, bool))
     present = _present(arr)
     if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
         ms, ok = _parse_rfc3339(arr.cast(pa.string()) if not pa.types.is_string(t) else arr)

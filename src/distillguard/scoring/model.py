@@ -22,13 +22,18 @@ from ..paths import MODELS_DIR
 
 DEFAULT_MODEL = MODELS_DIR / "account_lr.json"
 
-# Direction each feature may push the score (+1 up, -1 down, 0 either). Features whose meaning
-# is "what harvesting is" are constrained; a fit that wants the other sign gets zero instead.
+# Direction each feature may push the score (+1 up, -1 down, 0 either; None = not in the model).
+# Features whose meaning is "what harvesting is" are constrained; a fit that wants the other sign
+# gets zero instead. Left out: quantities that describe *how much* or *when* rather than *what*
+# (output length, rate, hours of day, duty cycle, regularity). They differ between any simulator
+# and real traffic far more than intent does, so a model leaning on them learns the simulator;
+# rules and analysts still see them.
 SIGNS = {
-    "log_n": 1, "novelty": 1, "nd_share": -1, "tpl_share": 0, "single_share": 1, "reason_share": 1,
-    "maxout_share": 1, "rubric_share": 1, "exam_share": 1, "code_share": 0, "shape_share": 1,
-    "trunc_share": 1, "log_out_tok": 1, "hod_cover": 0, "duty": 0, "iat_cv": 0, "log_rate": 1,
+    "log_n": None, "novelty": 1, "nd_share": -1, "tpl_share": None, "single_share": 1, "reason_share": 1,
+    "maxout_share": 1, "rubric_share": 1, "exam_share": 1, "code_share": None, "shape_share": 1,
+    "trunc_share": None, "log_out_tok": None, "hod_cover": None, "duty": None, "iat_cv": None, "log_rate": None,
     "young": 1, "lang_spread": 1, "tools_share": -1, "extract_share": 1,
+    "log_extract": 1,
 }
 
 
@@ -83,13 +88,13 @@ def fit(X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None, C
     Features whose fitted sign contradicts ``SIGNS`` are dropped (coefficient 0) and the model is
     refitted without them, so every remaining contribution reads in its natural direction.
     """
-    allowed = np.ones(len(FEATURES), dtype=bool)
+    allowed = np.array([SIGNS[f] is not None for f in FEATURES])
     for _ in range(len(FEATURES)):
         lr = LogisticRegression(C=C, max_iter=2000, class_weight="balanced")
         lr.fit(X[:, allowed], y, sample_weight=sample_weight)
         coef = np.zeros(len(FEATURES))
         coef[allowed] = lr.coef_[0]
-        bad = [i for i, f in enumerate(FEATURES) if allowed[i] and SIGNS[f] * coef[i] < 0]
+        bad = [i for i, f in enumerate(FEATURES) if allowed[i] and (SIGNS[f] or 0) * coef[i] < 0]
         if not bad:
             return AccountModel(coef, float(lr.intercept_[0]), tuple(FEATURES), meta)
         allowed[bad] = False

@@ -2,7 +2,8 @@
 
 A rule file holds metadata an analyst can defend (id, title, description, level, false
 positives, MITRE ATLAS tags) and a ``detection`` block: ``min_events`` and ``all`` — a map of
-feature name to a comparison such as ``">= 0.6"``. Feature names are those of
+feature name to a comparison such as ``">= 0.6"`` (all must hold), and optionally ``any`` (at
+least one must hold: the evidence that separates the rule's stated false positives). Feature names are those of
 ``distillguard.features.account.FEATURES`` (and ``members`` for clusters). ``scope`` says where
 a rule applies: ``account`` (running history), ``window`` (the trailing window, which catches an
 account that changes), ``cluster`` (sums over linked accounts).
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import operator
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
@@ -41,14 +42,19 @@ class Rule:
     scope: tuple[str, ...]
     weight: float
     path: str = ""
-    extra: dict = field(default_factory=dict, compare=False, hash=False)
+    any_of: tuple[tuple[str, str, float], ...] = ()
 
     def expr(self, prefix: str = "x_", n_col: str = "n") -> pl.Expr:
         """Boolean Polars expression: does the rule fire on a snapshot row?"""
         e = pl.col(n_col) >= self.min_events
+        col = lambda feat: pl.col(feat if feat in ("members",) else prefix + feat)  # noqa: E731
         for feat, op, val in self.conditions:
-            col = pl.col(feat if feat in ("members",) else prefix + feat)
-            e = e & _OPS[op](col, val)
+            e = e & _OPS[op](col(feat), val)
+        if self.any_of:
+            alt = pl.lit(False)
+            for feat, op, val in self.any_of:
+                alt = alt | _OPS[op](col(feat), val)
+            e = e & alt
         return e.fill_null(False)
 
 
@@ -60,19 +66,25 @@ def parse_rule(doc: dict, path: str = "") -> Rule:
     if doc["level"] not in LEVEL_WEIGHT:
         raise ValueError(f"{path}: unknown level {doc['level']!r}")
     det = doc["detection"] or {}
-    conds = []
-    for feat, cond in (det.get("all") or {}).items():
-        m = _COND.match(str(cond))
-        if not m:
-            raise ValueError(f"{path}: condition {feat}: {cond!r} is not '<op> <number>'")
-        conds.append((str(feat), m.group(1), float(m.group(2))))
+
+    def conditions(block: dict) -> list[tuple[str, str, float]]:
+        out = []
+        for feat, cond in (block or {}).items():
+            m = _COND.match(str(cond))
+            if not m:
+                raise ValueError(f"{path}: condition {feat}: {cond!r} is not '<op> <number>'")
+            out.append((str(feat), m.group(1), float(m.group(2))))
+        return out
+
+    conds = conditions(det.get("all"))
+    any_of = conditions(det.get("any"))
     scope = tuple(doc["scope"])
     if not scope or set(scope) - SCOPES:
         raise ValueError(f"{path}: scope must be a subset of {sorted(SCOPES)}")
     return Rule(
         id=str(doc["id"]), title=doc["title"], description=doc["description"], level=doc["level"],
         reason=doc["reason"], tags=tuple(doc["tags"]), falsepositives=tuple(doc["falsepositives"]),
-        min_events=int(det.get("min_events", 1)), conditions=tuple(conds), scope=scope,
+        min_events=int(det.get("min_events", 1)), conditions=tuple(conds), any_of=tuple(any_of), scope=scope,
         weight=float(doc.get("weight", LEVEL_WEIGHT[doc["level"]])), path=path,
     )
 

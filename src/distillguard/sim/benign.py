@@ -186,9 +186,13 @@ def build_app_backends(ctx: Ctx) -> list[Account]:
             seed=None if embed else rng.choice([None, None, None, 42]),
             stream=None if embed else False,
             system_prompt=None if embed else rng.choice(APP_SYSTEM),
+            tool_count=rng.randint(1, 3) if not embed and rng.random() < 0.15 else None,
             p429=0.003,
             speed=lognormal_between(rng, 0.6, 1.3),
         )
+        if not embed and rng.random() < 0.25:
+            # Classifiers read label confidence from log-probabilities.
+            style.logprobs, style.top_logprobs = True, rng.choice([1, 2, 3, 5])
         caller = make_caller(rng, static, egress, [idn.sdk_user_agent(rng)], style, _service_profile(rng))
         rps = lognormal_between(rng, *P["rps"])
         prof = rng.choice(profiles)
@@ -244,7 +248,7 @@ def router_setup(ctx: Ctx, rng: random.Random, aid: str, P: dict):
 def router_events(ctx: Ctx, rng: random.Random, caller: Caller, rps: float, prof, pcont: float,
                   t0: int | None = None) -> Iterator[Event]:
     """Arrivals on a real client's 24/7 curve; each continues or opens an end-user conversation."""
-    active: list[list] = []  # [thread, next_pos, conversation_id, history_tokens, system, max_tokens]
+    active: list[list] = []  # [thread, next_pos, conversation_id, history_tokens, system, max_tokens, tools]
     tz = rng.choice([0, 8, -5, 1])
     for ts in curve_arrivals(rng, t0 if t0 is not None else ctx.t0, ctx.t1, mean_rps=rps, profile=prof,
                              day_offset=rng.randint(0, 13), tz_h=tz):
@@ -257,14 +261,16 @@ def router_events(ctx: Ctx, rng: random.Random, caller: Caller, rps: float, prof
                 active.pop()
                 conv = None
         if conv is None:
-            conv = [ctx.chat_thread(rng), 0, conv_id(rng), 0, rng.choice(CHAT_SYSTEM), rng.choice([None, 1024, 4096, 8192])]
+            # End-user apps differ: system prompt, max_tokens, and some offer tools (function calling).
+            conv = [ctx.chat_thread(rng), 0, conv_id(rng), 0, rng.choice(CHAT_SYSTEM), rng.choice([None, 1024, 4096, 8192]),
+                    rng.randint(1, 8) if rng.random() < 0.1 else None]
             active.append(conv)
             if len(active) > 300:
                 active.pop(0)
-        thread, pos, cid, hist, system, mt = conv
+        thread, pos, cid, hist, system, mt, tools = conv
         prompt = thread[pos]
         rec = caller.make(prompt=prompt, want_out=chat_output_tokens(ctx, rng, prompt), extra_in=hist,
-                          conversation_id=cid, turn=pos + 1, system_prompt=system, max_tokens=mt)
+                          conversation_id=cid, turn=pos + 1, system_prompt=system, max_tokens=mt, tool_count=tools)
         conv[1] += 1
         conv[3] += approx_tokens(prompt) + caller.last_out
         yield ts, rec
@@ -304,6 +310,17 @@ def build_coding_agents(ctx: Ctx) -> list[Account]:
     return out
 
 
+_DIRS = ["src", "lib", "app", "pkg", "internal", "services", "api", "web", "core", "tests", "scripts", "cmd"]
+_FILES = ["main", "utils", "handlers", "models", "config", "server", "client", "auth", "db", "routes", "parser",
+          "views", "schema", "cache", "worker", "index", "helpers", "types"]
+_EXTS = [".py", ".ts", ".tsx", ".go", ".rs", ".java", ".js", ".rb", ".cpp", ".kt"]
+
+
+def _repo_path(rng: random.Random) -> str:
+    parts = [rng.choice(_DIRS) for _ in range(rng.randint(1, 3))]
+    return "/".join(parts) + "/" + rng.choice(_FILES) + rng.choice(_EXTS)
+
+
 def _agent_events(ctx, rng, caller, country, per_day, code, steps_range) -> Iterator[Event]:
     tr = ctx.traces
     free = ctx.t0
@@ -315,6 +332,9 @@ def _agent_events(ctx, rng, caller, country, per_day, code, steps_range) -> Iter
         ctx_tokens = min(base_ctx, 60000)
         for turn in range(1, 1 + (1 if rng.random() < 0.6 else rng.randint(2, 4))):
             task = code[int(rng.random() * len(code))]
+            if rng.random() < 0.5:
+                # Agents pass the files in focus along with the request.
+                task += f"\n\n@{_repo_path(rng)}"
             steps = int(lognormal_between(rng, *steps_range))
             for k in range(steps):
                 last = k == steps - 1

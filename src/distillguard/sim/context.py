@@ -142,11 +142,18 @@ def consumer_static(ctx: Ctx, rng: random.Random, aid: str, *, tenure: tuple[flo
         "api_key_id": ["key_" + idn.short_id(aid, k, length=10) for k in range(1 if rng.random() < 0.8 else 2)],
         "account_created_at": created,
         "payment_fingerprint": card if card is not None else (idn.payment_fingerprint(aid) if rng.random() < 0.85 else None),
-        "email_domain": email or (idn.free_mail(rng) if rng.random() < 0.8 else idn.company_domain(rng)),
+        "email_domain": email or _consumer_mail(rng),
     }
     if org:
         static["org_id"] = org
     return static, created_ms
+
+
+def _consumer_mail(rng: random.Random) -> str:
+    u = rng.random()
+    if u < 0.02:
+        return rng.choice(idn.DISPOSABLE_MAIL)  # privacy relays and throwaways: not only attackers
+    return idn.free_mail(rng) if u < 0.8 else idn.company_domain(rng)
 
 
 def home_egress(rng: random.Random, country: str, *, mobile_share: float = 0.15, vpn_share: float = 0.04) -> idn.Egress:
@@ -175,8 +182,10 @@ def consumer_user_agents(rng: random.Random) -> list[str]:
 
 def chat_style(rng: random.Random) -> Style:
     """Request parameters of a person chatting through some client."""
-    models = ["frontier-large", "frontier-mini", "frontier-reasoning", "frontier-large-2025-08"]
-    w = [rng.random() * 5 + 1, rng.random() * 4, rng.random() * 1.5 if rng.random() < 0.5 else 0, rng.random()]
+    models = ["frontier-large", "frontier-mini", "frontier-reasoning", "frontier-large-2025-08",
+              "frontier-reasoning-mini", "frontier-nano"]
+    w = [rng.random() * 5 + 1, rng.random() * 4, rng.random() * 1.5 if rng.random() < 0.5 else 0, rng.random(),
+         rng.random() if rng.random() < 0.3 else 0, rng.random() * 0.5 if rng.random() < 0.2 else 0]
     temp = rng.choice([None, None, None, 0.7, 1.0, 0.5, 0.2, 0.8])
     return Style(
         models=models,
