@@ -52,7 +52,9 @@ def _kind_ok(kind: str, v) -> bool:
     if kind == "bool":
         return isinstance(v, bool)
     if kind == "ts":
-        return (isinstance(v, str) and RFC3339_MS.match(v) is not None) or (isinstance(v, int) and not isinstance(v, bool))
+        return (isinstance(v, str) and RFC3339_MS.match(v) is not None) or (
+            isinstance(v, int) and not isinstance(v, bool)
+        )
     raise AssertionError(kind)
 
 
@@ -145,8 +147,15 @@ def test_account_counts_at_scale_one(split):
 
     ddir, _ = resolve_data_dir(None)
     t0 = int(DEFAULT_START.timestamp() * 1000)
-    ctx = Ctx(seed=7, split=split, t0=t0, t1=t0 + 86_400_000, scale=1.0,
-              corpora=load_corpora(ddir, split), traces=load_traces(ddir))
+    ctx = Ctx(
+        seed=7,
+        split=split,
+        t0=t0,
+        t1=t0 + 86_400_000,
+        scale=1.0,
+        corpora=load_corpora(ddir, split),
+        traces=load_traces(ddir),
+    )
     accounts = build_accounts(ctx)
     n_attack = sum(a.label == "attack" for a in accounts)
     assert 150 <= n_attack <= 300

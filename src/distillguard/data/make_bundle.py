@@ -121,7 +121,9 @@ def main(src: Path) -> None:
     _subset_jsonl(src, "gsm8k", "test.jsonl.gz", ["question", "answer"])
     _subset_jsonl(src, "gsm8k", "train.jsonl.gz", ["question", "answer"], every=5)
     _subset_jsonl(src, "math_eval_harness", "math_test.jsonl.gz", ["problem", "solution", "level", "type"], every=4)
-    _subset_jsonl(src, "math_eval_harness", "math500_test.jsonl.gz", ["problem", "solution", "answer", "subject", "level"])
+    _subset_jsonl(
+        src, "math_eval_harness", "math500_test.jsonl.gz", ["problem", "solution", "answer", "subject", "level"]
+    )
     _subset_jsonl(src, "human_eval", "HumanEval.jsonl.gz", ["task_id", "prompt", "canonical_solution", "entry_point"])
     _subset_jsonl(src, "mbpp", "mbpp.jsonl.gz", ["task_id", "text", "code"])
     _subset_jsonl(src, "fastchat_mt_bench", "mt_bench_question.jsonl.gz", None)

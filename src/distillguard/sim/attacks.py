@@ -44,9 +44,26 @@ from distillguard.sim.wrappers import (
     paraphrased_wrapper,
 )
 
-_LANG_COUNTRY = {"zh": "CN", "es": "ES", "fr": "FR", "de": "DE", "ru": "RU", "ja": "JP", "ko": "KR", "pt": "BR",
-                 "ar": "SA", "hi": "IN", "it": "IT", "tr": "TR", "vi": "VN", "id": "ID", "pl": "PL", "nl": "NL",
-                 "uk": "UA", "en": "US"}
+_LANG_COUNTRY = {
+    "zh": "CN",
+    "es": "ES",
+    "fr": "FR",
+    "de": "DE",
+    "ru": "RU",
+    "ja": "JP",
+    "ko": "KR",
+    "pt": "BR",
+    "ar": "SA",
+    "hi": "IN",
+    "it": "IT",
+    "tr": "TR",
+    "vi": "VN",
+    "id": "ID",
+    "pl": "PL",
+    "nl": "NL",
+    "uk": "UA",
+    "en": "US",
+}
 
 
 class CampaignNames:
@@ -103,8 +120,9 @@ def instruction_gen_prompt(ctx: Ctx, rng: random.Random) -> str | None:
     return INSTRUCTION_GEN[ctx.split].replace("{n}", str(rng.choice([10, 20, 20, 40]))).replace("{examples}", examples)
 
 
-def harvest_prompt(ctx: Ctx, rng: random.Random, item: Item, wrapper: str | None, code_wrapper: str | None,
-                   paraphrase: bool) -> str:
+def harvest_prompt(
+    ctx: Ctx, rng: random.Random, item: Item, wrapper: str | None, code_wrapper: str | None, paraphrase: bool
+) -> str:
     """Wrap one item the way the campaign does (code items get a code wrapper)."""
     if paraphrase:
         return fill(paraphrased_wrapper(rng), item.text)
@@ -112,8 +130,15 @@ def harvest_prompt(ctx: Ctx, rng: random.Random, item: Item, wrapper: str | None
     return fill(w, item.text) if w else item.text
 
 
-def attacker_static(ctx: Ctx, rng: random.Random, aid: str, *, tenure: tuple[float, float] = (0.2, 30),
-                    email: str | None = None, card: str | None = None) -> dict:
+def attacker_static(
+    ctx: Ctx,
+    rng: random.Random,
+    aid: str,
+    *,
+    tenure: tuple[float, float] = (0.2, 30),
+    email: str | None = None,
+    card: str | None = None,
+) -> dict:
     static, _ = consumer_static(ctx, rng, aid, tenure=tenure, email=email, card=card)
     if static.get("payment_fingerprint") is None and rng.random() < 0.7:
         static["payment_fingerprint"] = idn.payment_fingerprint(aid)
@@ -146,9 +171,18 @@ def script_egress(rng: random.Random, holdout_vpn: bool = False) -> idn.Egress:
     return idn.Egress(rng, "fixed", [idn.WORLD.pick(rng, "cloud")], n_fixed=rng.randint(1, 3))
 
 
-def _sweep_events(ctx: Ctx, rng: random.Random, caller: Caller, times: Iterator[int], items: Iterator[tuple[int, Item]],
-                  wrapper: str | None, code_wrapper: str | None, paraphrase: bool, out_median: float,
-                  instr_share: float = 0.0) -> Iterator[Event]:
+def _sweep_events(
+    ctx: Ctx,
+    rng: random.Random,
+    caller: Caller,
+    times: Iterator[int],
+    items: Iterator[tuple[int, Item]],
+    wrapper: str | None,
+    code_wrapper: str | None,
+    paraphrase: bool,
+    out_median: float,
+    instr_share: float = 0.0,
+) -> Iterator[Event]:
     for ts in times:
         _, it = next(items)
         prompt = None
@@ -197,7 +231,9 @@ def build_blunt(ctx: Ctx, names: CampaignNames) -> list[Account]:
         fams = rng.choice([["reasoning"], ["reasoning", "code"], ["code"], ["instruct"], ["reasoning", "instruct"]])
         items = sweep_list(ctx, rng, fams, (1, 3))
         fam_ua = rng.choice(["openai-python", "python-requests", "curl", "httpx", "aiohttp", "openai-node"])
-        caller = make_caller(rng, static, script_egress(rng, ctx.split == "holdout"), [idn.sdk_user_agent(rng, fam_ua)], style)
+        caller = make_caller(
+            rng, static, script_egress(rng, ctx.split == "holdout"), [idn.sdk_user_agent(rng, fam_ua)], style
+        )
         if rng.random() < P["curve_timing_share"]:
             # Holdout-only: borrow a real API client's 24/7 curve, so timing alone looks like an app.
             prof = rng.choice(ctx.traces.profiles(min_busy=0.9, max_day_night=4.0))
@@ -205,9 +241,16 @@ def build_blunt(ctx: Ctx, names: CampaignNames) -> list[Account]:
         else:
             times = renewal(rng, start, ctx.t1, rps=rps, cv=lognormal_between(rng, *P["cv"]))
         events = _sweep_events(
-            ctx, rng, caller, times, partition(items, 0, 1), rng.choice(HARVEST[ctx.split]),
-            rng.choice(HARVEST_CODE[ctx.split]), P["paraphrase"] and rng.random() < 0.6,
-            out_median=lognormal_between(rng, 500, 1400), instr_share=0.3 if "instruct" in fams else 0.0,
+            ctx,
+            rng,
+            caller,
+            times,
+            partition(items, 0, 1),
+            rng.choice(HARVEST[ctx.split]),
+            rng.choice(HARVEST_CODE[ctx.split]),
+            P["paraphrase"] and rng.random() < 0.6,
+            out_median=lognormal_between(rng, 500, 1400),
+            instr_share=0.3 if "instruct" in fams else 0.0,
         )
         out.append(_attack(aid, "blunt_sweep", camp, events))
     return out
@@ -227,7 +270,9 @@ def build_hydra(ctx: Ctx, names: CampaignNames) -> list[Account]:
         resold = rng.uniform(*P["resold_share"])
         residential = P["residential_proxy"][c % len(P["residential_proxy"])]
         paraphrase = P["paraphrase"][c % len(P["paraphrase"])]
-        items = sweep_list(ctx, rng, rng.choice([["reasoning"], ["reasoning", "code"], ["instruct", "reasoning"]]), (2, 4))
+        items = sweep_list(
+            ctx, rng, rng.choice([["reasoning"], ["reasoning", "code"], ["instruct", "reasoning"]]), (2, 4)
+        )
         wrapper, code_wrapper = rng.choice(HARVEST[ctx.split]), rng.choice(HARVEST_CODE[ctx.split])
         alt_wrapper = rng.choice(HARVEST[ctx.split]) if ctx.split == "holdout" else wrapper
         nets = [idn.WORLD.pick(rng, "proxy_dc") for _ in range(rng.randint(1, 2))]
@@ -246,20 +291,32 @@ def build_hydra(ctx: Ctx, names: CampaignNames) -> list[Account]:
             arng = ctx.rng("hydra", c, i)
             aid = ctx.new_account_id("hydra", c, i)
             card = arng.choice(cards) if arng.random() < shared_frac else None
-            static = attacker_static(ctx, arng, aid, tenure=(base_age, base_age + 3), email=arng.choice(domains), card=card)
+            static = attacker_static(
+                ctx, arng, aid, tenure=(base_age, base_age + 3), email=arng.choice(domains), card=card
+            )
             if residential:
                 egress = idn.Egress(arng, "residential_proxy", [])
             else:
                 egress = idn.Egress(arng, "fixed", [subnets[0][0]])
-                egress.fixed = [(idn.ipv4_in(arng, net, subnet=sn), net)
-                                for net, sn in (arng.choice(subnets) for _ in range(arng.randint(1, 3)))]
+                egress.fixed = [
+                    (idn.ipv4_in(arng, net, subnet=sn), net)
+                    for net, sn in (arng.choice(subnets) for _ in range(arng.randint(1, 3)))
+                ]
             style = Style(**{**base_style.__dict__})
             style.p429 = 0.01
             caller = make_caller(arng, static, egress, [arng.choice(uas)], style, random_log_profile(arng))
             times = _round_robin(arng, t_start, ctx.t1, i, k, rps)
-            sweep = _sweep_events(ctx, arng, caller, times, partition(items, i, k),
-                                  wrapper if i % 2 == 0 else alt_wrapper, code_wrapper, paraphrase,
-                                  out_median=lognormal_between(rng, 500, 1100))
+            sweep = _sweep_events(
+                ctx,
+                arng,
+                caller,
+                times,
+                partition(items, i, k),
+                wrapper if i % 2 == 0 else alt_wrapper,
+                code_wrapper,
+                paraphrase,
+                out_median=lognormal_between(rng, 500, 1100),
+            )
             chat = _chat_stream(ctx, ctx.rng("hydra_chat", c, i), caller, rps * resold / max(1e-9, 1 - resold) / k)
             out.append(_attack(aid, "hydra", camp, _merge(sweep, chat)))
     return out
@@ -287,7 +344,9 @@ def build_cot(ctx: Ctx, names: CampaignNames) -> list[Account]:
         rng = ctx.rng("cot_coercion", c)
         camp = names("cot")
         k = rng.randint(*P["accounts"])
-        items = sweep_list(ctx, rng, rng.choice([["reasoning"], ["reasoning", "code"], ["reasoning", "instruct"]]), (1, 3))
+        items = sweep_list(
+            ctx, rng, rng.choice([["reasoning"], ["reasoning", "code"], ["reasoning", "instruct"]]), (1, 3)
+        )
         card = idn.payment_fingerprint("cot", ctx.seed, ctx.split, c) if rng.random() < 0.4 else None
         for i in range(k):
             arng = ctx.rng("cot_coercion", c, i)
@@ -295,17 +354,30 @@ def build_cot(ctx: Ctx, names: CampaignNames) -> list[Account]:
             static = attacker_static(ctx, arng, aid, tenure=(1, 200), card=card)
             langs = arng.sample(langs_all, min(len(langs_all), arng.randint(*P["langs"])))
             cot_share = arng.uniform(*P["cot_share"])
-            style = harvest_style(ctx, arng, ctx.P["blunt_sweep"],
-                                  models=[arng.choice(["frontier-reasoning", "frontier-reasoning-mini", "frontier-large"])],
-                                  reasoning_effort=arng.choice(["high", "high", "medium", None]))
-            egress = script_egress(arng) if arng.random() < 0.6 else home_egress(arng, _LANG_COUNTRY.get(langs[0], "US"))
+            style = harvest_style(
+                ctx,
+                arng,
+                ctx.P["blunt_sweep"],
+                models=[arng.choice(["frontier-reasoning", "frontier-reasoning-mini", "frontier-large"])],
+                reasoning_effort=arng.choice(["high", "high", "medium", None]),
+            )
+            egress = (
+                script_egress(arng) if arng.random() < 0.6 else home_egress(arng, _LANG_COUNTRY.get(langs[0], "US"))
+            )
             caller = make_caller(arng, static, egress, [idn.sdk_user_agent(arng)], style)
             rps = lognormal_between(arng, *P["rps"])
             if arng.random() < 0.5:
                 times = renewal(arng, ctx.t0, ctx.t1, rps=rps, cv=arng.uniform(0.3, 1.2))
             else:
                 times = _bursts(ctx, arng, rps, _LANG_COUNTRY.get(langs[0], "US"))
-            out.append(_attack(aid, "cot_coercion", camp, _cot_events(ctx, arng, caller, times, partition(items, i, k), langs, cot_share)))
+            out.append(
+                _attack(
+                    aid,
+                    "cot_coercion",
+                    camp,
+                    _cot_events(ctx, arng, caller, times, partition(items, i, k), langs, cot_share),
+                )
+            )
     return out
 
 
@@ -342,8 +414,11 @@ def _cot_events(ctx, rng, caller, times, items, langs, cot_share) -> Iterator[Ev
 def build_rubric(ctx: Ctx, names: CampaignNames) -> list[Account]:
     """Reward-model harvesting: rubric scores and pairwise preferences over answers."""
     P = ctx.P["rubric_harvest"]
-    graded = [it for it in ctx.harvest_pool(ctx.available(["gsm8k_train", "math", "alpaca", "self_instruct_seed", "mbpp"]))
-              if it.answer]
+    graded = [
+        it
+        for it in ctx.harvest_pool(ctx.available(["gsm8k_train", "math", "alpaca", "self_instruct_seed", "mbpp"]))
+        if it.answer
+    ]
     pairs = ctx.corpora.pairs
     out = []
     for c in range(ctx.count(P["campaigns"])):
@@ -360,10 +435,14 @@ def build_rubric(ctx: Ctx, names: CampaignNames) -> list[Account]:
             aid = ctx.new_account_id("rubric_harvest", c, i)
             static = attacker_static(ctx, arng, aid, tenure=(3, 300), email=email)
             lp = arng.random() < P["logprobs_share"]
-            style = harvest_style(ctx, arng, {"temperature": [0.0, 0.0, 0.3, None], "n": [1, 1, 4, 8],
-                                               "max_tokens": [512, 1024, 2048]},
-                                  logprobs=True if lp else None, top_logprobs=arng.choice([5, 10, 20]) if lp else None,
-                                  models=[arng.choice(["frontier-large", "frontier-large-2025-08", "frontier-mini"])])
+            style = harvest_style(
+                ctx,
+                arng,
+                {"temperature": [0.0, 0.0, 0.3, None], "n": [1, 1, 4, 8], "max_tokens": [512, 1024, 2048]},
+                logprobs=True if lp else None,
+                top_logprobs=arng.choice([5, 10, 20]) if lp else None,
+                models=[arng.choice(["frontier-large", "frontier-large-2025-08", "frontier-mini"])],
+            )
             caller = make_caller(arng, static, script_egress(arng), [idn.sdk_user_agent(arng)], style)
             rps = lognormal_between(arng, *P["rps"])
             if ctx.split == "holdout" and arng.random() < 0.5:
@@ -372,8 +451,16 @@ def build_rubric(ctx: Ctx, names: CampaignNames) -> list[Account]:
             else:
                 times = renewal(arng, ctx.t0, ctx.t1, rps=rps, cv=arng.uniform(0.3, 1.0))
             pair_share = arng.uniform(*P["pair_share"]) if pairs else 0.0
-            out.append(_attack(aid, "rubric_harvest", camp,
-                               _rubric_events(arng, caller, times, partition(pool, i, k), pool, pairs, wrap_s, wrap_p, pair_share, i, k)))
+            out.append(
+                _attack(
+                    aid,
+                    "rubric_harvest",
+                    camp,
+                    _rubric_events(
+                        arng, caller, times, partition(pool, i, k), pool, pairs, wrap_s, wrap_p, pair_share, i, k
+                    ),
+                )
+            )
     return out
 
 
@@ -453,13 +540,31 @@ def build_slow_spread(ctx: Ctx, names: CampaignNames) -> list[Account]:
             static = attacker_static(ctx, arng, aid, tenure=(20, 500))
             style = chat_style(arng)
             style.max_tokens = mt if arng.random() < 0.8 else style.max_tokens
-            caller = make_caller(arng, static, home_egress(arng, country, mobile_share=0.1), consumer_user_agents(arng), style)
+            caller = make_caller(
+                arng, static, home_egress(arng, country, mobile_share=0.1), consumer_user_agents(arng), style
+            )
             per_day = lognormal_between(arng, *P["sessions_per_day"])
-            sessions = human_sessions(arng, ctx.t0, ctx.t1, tz_h=idn.tz_of(country), per_day=per_day,
-                                      hours=ctx.human_hours)
-            out.append(_attack(aid, "slow_spread", camp,
-                               _slow_events(ctx, arng, caller, sessions, partition(items, i, k), wrapper, code_wrapper,
-                                            paraphrase, P["session_size"])))
+            sessions = human_sessions(
+                arng, ctx.t0, ctx.t1, tz_h=idn.tz_of(country), per_day=per_day, hours=ctx.human_hours
+            )
+            out.append(
+                _attack(
+                    aid,
+                    "slow_spread",
+                    camp,
+                    _slow_events(
+                        ctx,
+                        arng,
+                        caller,
+                        sessions,
+                        partition(items, i, k),
+                        wrapper,
+                        code_wrapper,
+                        paraphrase,
+                        P["session_size"],
+                    ),
+                )
+            )
     return out
 
 
@@ -471,8 +576,10 @@ def _slow_events(ctx, rng, caller, sessions, items, wrapper, code_wrapper, parap
             if ts >= ctx.t1:
                 return
             _, it = next(items)
-            rec = caller.make(prompt=harvest_prompt(ctx, rng, it, wrapper, code_wrapper, paraphrase),
-                              want_out=harvest_out_tokens(rng, 800))
+            rec = caller.make(
+                prompt=harvest_prompt(ctx, rng, it, wrapper, code_wrapper, paraphrase),
+                want_out=harvest_out_tokens(rng, 800),
+            )
             yield ts, rec
             # A person (or a script pretending to be one) reads, copies, pastes the next one.
             ts += caller.last_latency + int(ctx.traces.think_gaps_s.draw(rng) * 1000) + rng.randint(5000, 40000)
@@ -503,8 +610,11 @@ def build_takeover(ctx: Ctx, names: CampaignNames) -> list[Account]:
             start = min(base + int(arng.random() * 0.1 * ctx.span_ms), ctx.t1 - 1)
             brng = ctx.rng("takeover_attack", c, i)
             if brng.random() < P["new_ip_share"]:
-                egress = (idn.Egress(brng, "residential_proxy", []) if residential
-                          else idn.Egress(brng, "fixed", [proxy], n_fixed=brng.randint(1, 3)))
+                egress = (
+                    idn.Egress(brng, "residential_proxy", [])
+                    if residential
+                    else idn.Egress(brng, "fixed", [proxy], n_fixed=brng.randint(1, 3))
+                )
             else:
                 egress = owner.egress
             hijack_uas = [script_ua] if brng.random() < 0.6 else uas
@@ -512,8 +622,17 @@ def build_takeover(ctx: Ctx, names: CampaignNames) -> list[Account]:
             thief = Caller(brng, static, egress, hijack_uas, style, owner.profile)
             rps = lognormal_between(brng, *P["rps"])
             times = _starting_at(brng, start, ctx.t1, rps)
-            attack = _sweep_events(ctx, brng, thief, times, partition(items, i, k), wrapper, code_wrapper,
-                                   False, out_median=lognormal_between(brng, 500, 1200))
+            attack = _sweep_events(
+                ctx,
+                brng,
+                thief,
+                times,
+                partition(items, i, k),
+                wrapper,
+                code_wrapper,
+                False,
+                out_median=lognormal_between(brng, 500, 1200),
+            )
             per_day = lognormal_between(arng, 0.4, 2.5)
             keeps_using = arng.random() < 0.5
             benign = person_events(ctx, arng, owner, country, per_day, until=None if keeps_using else start)
@@ -553,9 +672,20 @@ def build_reseller_mixed(ctx: Ctx, names: CampaignNames) -> list[Account]:
         items = sweep_list(ctx, rng, rng.choice([["reasoning"], ["instruct"], ["reasoning", "code"]]), (1, 3))
         hrng = ctx.rng("reseller_harvest", c)
         h_rps = rps * share / (1 - share)
-        times = _starting_at(hrng, start, ctx.t1, h_rps) if part_way else renewal(hrng, start, ctx.t1, rps=h_rps, cv=0.8)
-        harvest = _sweep_events(ctx, hrng, caller, times, partition(items, 0, 1), rng.choice(HARVEST[ctx.split]),
-                                rng.choice(HARVEST_CODE[ctx.split]), ctx.split == "holdout", out_median=900)
+        times = (
+            _starting_at(hrng, start, ctx.t1, h_rps) if part_way else renewal(hrng, start, ctx.t1, rps=h_rps, cv=0.8)
+        )
+        harvest = _sweep_events(
+            ctx,
+            hrng,
+            caller,
+            times,
+            partition(items, 0, 1),
+            rng.choice(HARVEST[ctx.split]),
+            rng.choice(HARVEST_CODE[ctx.split]),
+            ctx.split == "holdout",
+            out_median=900,
+        )
         chat = router_events(ctx, ctx.rng("reseller_chat", c), caller, rps, prof, pcont)
         out.append(_attack(aid, "reseller_mixed", camp, _merge(chat, harvest), start if part_way else None))
     return out

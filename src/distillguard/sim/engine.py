@@ -1,8 +1,10 @@
 """The simulator's entry point: build every account, merge their streams, write the files.
 
 Memory stays O(accounts): every account is a generator holding only its own state, and
-``heapq.merge`` keeps one pending event per account. Events are written as they come out
-of the merge, so a run of 20 M exchanges needs no more memory than one of 20 k.
+:func:`merge_streams` holds one pending event per account plus one 5-minute slice of
+traffic. Events are written as they come out of the merge, so a run of 20 M exchanges needs
+no more memory than one of 20 k (a 2.8 M-exchange run peaks at the same ~360 MB as a small
+one; nearly all of it is the loaded corpora).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import gc
 import random
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from operator import itemgetter
 from pathlib import Path
 
@@ -27,7 +29,7 @@ from distillguard.sim.rng import mix64, stable_hash
 from distillguard.sim.traces import load_traces
 
 # A Monday, so a one-week run starts on a working day.
-DEFAULT_START = datetime(2026, 11, 2, tzinfo=timezone.utc)
+DEFAULT_START = datetime(2026, 11, 2, tzinfo=UTC)
 LABEL_COLUMNS = ["account_id", "label", "population", "campaign", "attack_start_ts"]
 SPLITS = ("dev", "holdout")
 
@@ -47,13 +49,26 @@ def build_accounts(ctx: Ctx) -> list[Account]:
     """All accounts of the run, benign populations first, then campaigns (fixed order)."""
     names = attacks.CampaignNames()
     accounts: list[Account] = []
-    for build in (benign.build_chat_users, benign.build_mobile_nat, benign.build_shared_card,
-                  benign.build_coding_agents, benign.build_app_backends, benign.build_routers,
-                  benign.build_benchmark_evals):
+    for build in (
+        benign.build_chat_users,
+        benign.build_mobile_nat,
+        benign.build_shared_card,
+        benign.build_coding_agents,
+        benign.build_app_backends,
+        benign.build_routers,
+        benign.build_benchmark_evals,
+    ):
         accounts += build(ctx)
-    for build in (attacks.build_blunt, attacks.build_hydra, attacks.build_cot, attacks.build_rubric,
-                  attacks.build_multilingual, attacks.build_slow_spread, attacks.build_takeover,
-                  attacks.build_reseller_mixed):
+    for build in (
+        attacks.build_blunt,
+        attacks.build_hydra,
+        attacks.build_cot,
+        attacks.build_rubric,
+        attacks.build_multilingual,
+        attacks.build_slow_spread,
+        attacks.build_takeover,
+        attacks.build_reseller_mixed,
+    ):
         accounts += build(ctx, names)
     return accounts
 
@@ -127,12 +142,21 @@ def _bad_line(rng: random.Random, line: bytes, rec: dict) -> bytes:
         return orjson.dumps({**rec, "ts": "yesterday at noon"}) + b"\n"  # unparsable time
     if kind == 4:
         return orjson.dumps({**rec, "output_tokens": "many", "request_id": rec["request_id"] + "-x"}) + b"\n"
-    return b"[\"not\", \"an\", \"object\"]\n"
+    return b'["not", "an", "object"]\n'
 
 
-def _write_events(path: Path, merged, window: tuple[int, int], salt: int, population: dict, attack_start: dict,
-                  counters: tuple[dict, dict], inject_bad: float, bad_rng: random.Random,
-                  progress: Callable[[int], None] | None) -> tuple[int, int, int]:
+def _write_events(
+    path: Path,
+    merged,
+    window: tuple[int, int],
+    salt: int,
+    population: dict,
+    attack_start: dict,
+    counters: tuple[dict, dict],
+    inject_bad: float,
+    bad_rng: random.Random,
+    progress: Callable[[int], None] | None,
+) -> tuple[int, int, int]:
     """Stream merged ``(ts, record)`` pairs to ``path`` as JSON Lines.
 
     Adds ``request_id`` (a bijective mix of the sequence number: unique by construction)
@@ -231,11 +255,12 @@ def simulate(
     ddir, source = resolve_data_dir(data_dir)
     start = start or DEFAULT_START
     if start.tzinfo is None:
-        start = start.replace(tzinfo=timezone.utc)
+        start = start.replace(tzinfo=UTC)
     t0 = int(start.timestamp() * 1000)
     t1 = t0 + int(hours * 3_600_000)
-    ctx = Ctx(seed=seed, split=split, t0=t0, t1=t1, scale=scale,
-              corpora=load_corpora(ddir, split), traces=load_traces(ddir))
+    ctx = Ctx(
+        seed=seed, split=split, t0=t0, t1=t1, scale=scale, corpora=load_corpora(ddir, split), traces=load_traces(ddir)
+    )
     accounts = build_accounts(ctx)
     population = {a.account_id: a.population for a in accounts}
     attack_start = {a.account_id: a.attack_start_ms for a in accounts if a.label == "attack"}
@@ -252,8 +277,16 @@ def simulate(
     gc.disable()
     try:
         n, bad, attack_events = _write_events(
-            out / "events.jsonl", merged, (t0, t1), salt, population, attack_start, (ev_by_pop, seen),
-            inject_bad, bad_rng, progress,
+            out / "events.jsonl",
+            merged,
+            (t0, t1),
+            salt,
+            population,
+            attack_start,
+            (ev_by_pop, seen),
+            inject_bad,
+            bad_rng,
+            progress,
         )
     finally:
         gc.unfreeze()

@@ -9,13 +9,12 @@ omitted (or written as ``null`` for pipelines that emit explicit nulls).
 
 from __future__ import annotations
 
-from math import exp
-
 import hashlib
 import math
 import random
 from dataclasses import dataclass, field
 from functools import lru_cache
+from math import exp
 
 from distillguard.sim.identity import Egress
 
@@ -118,8 +117,16 @@ def random_log_profile(rng: random.Random, *, p_no_text: float = 0.12, p_no_netw
         groups.append("network")
     elif rng.random() < 0.05:
         groups.append("asn")  # GeoIP/ASN lookup failed or not joined
-    for g, p in (("ua", 0.03), ("billing", 0.07), ("account", 0.05), ("key", 0.15), ("latency", 0.05),
-                 ("usage_reasoning", 0.10), ("system", 0.25), ("sampling", 0.04)):
+    for g, p in (
+        ("ua", 0.03),
+        ("billing", 0.07),
+        ("account", 0.05),
+        ("key", 0.15),
+        ("latency", 0.05),
+        ("usage_reasoning", 0.10),
+        ("system", 0.25),
+        ("sampling", 0.04),
+    ):
         if rng.random() < p:
             groups.append(g)
     drop = {f for g in groups for f in FIELD_GROUPS[g]}
@@ -146,7 +153,9 @@ class Caller:
         Logging gaps.
     """
 
-    def __init__(self, rng, static: dict, egress: Egress | None, user_agents: list[str], style: Style, profile: LogProfile):
+    def __init__(
+        self, rng, static: dict, egress: Egress | None, user_agents: list[str], style: Style, profile: LogProfile
+    ):
         self.rng = rng
         self.static = static
         self.keys = static.get("api_key_id") or [None]
@@ -156,8 +165,11 @@ class Caller:
         self.profile = profile
         drop = profile.drop
         # Identity fields never change: filter them once, not per exchange.
-        self.base = {k: static[k] for k in ("account_id", "org_id", "account_created_at", "payment_fingerprint",
-                                            "email_domain") if static.get(k) is not None and k not in drop}
+        self.base = {
+            k: static[k]
+            for k in ("account_id", "org_id", "account_created_at", "payment_fingerprint", "email_domain")
+            if static.get(k) is not None and k not in drop
+        }
         self.keep_sha = "prompt" in drop or profile.sha_with_text
         # Pipelines that write explicit nulls do so for every field they lack.
         self.null_fields = sorted(drop) if profile.nulls else []
@@ -233,7 +245,9 @@ class Caller:
         choices = n or 1
         if status is None:
             u = rng.random()
-            status = 429 if u < st.p429 else 500 if u < st.p429 + st.p5xx * 0.7 else 503 if u < st.p429 + st.p5xx else 200
+            status = (
+                429 if u < st.p429 else 500 if u < st.p429 + st.p5xx * 0.7 else 503 if u < st.p429 + st.p5xx else 200
+            )
         reasoning = None
         if status != 200:
             out_tok, fin = 0, None
@@ -248,14 +262,14 @@ class Caller:
             per = max(1, min(int(want_out), cap))
             fin = finish or ("length" if want_out >= cap else "stop")
             # n choices: usage sums them; their lengths vary a little around the first.
-            out_tok = per if choices == 1 else max(choices, min(cap * choices, int(per * choices * exp(rng.gauss(0, 0.1)))))
+            out_tok = (
+                per if choices == 1 else max(choices, min(cap * choices, int(per * choices * exp(rng.gauss(0, 0.1)))))
+            )
             if is_reasoning:
                 base = _EFFORT_TOKENS.get(effort, 1200)
                 reasoning = max(0, int(base * exp(rng.gauss(0, 0.7)) * (0.3 if per < 60 else 1.0)))
             gen = per + (reasoning or 0)
-            latency = int(
-                (ttft * (1 + in_tok / 12000) + gen * mspt) * st.speed * exp(rng.gauss(0, 0.25))
-            )
+            latency = int((ttft * (1 + in_tok / 12000) + gen * mspt) * st.speed * exp(rng.gauss(0, 0.25)))
             in_tok_field = in_tok
         ip = asn = country = None
         if self.egress is not None:

@@ -19,38 +19,179 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from distillguard.sim.rng import short_id, substream
+from distillguard.sim.rng import short_id
 
 # country -> (UTC offset in hours used for diurnal schedules, weight among consumers)
 COUNTRIES: dict[str, tuple[float, float]] = {
-    "US": (-6, 22), "CA": (-5, 3), "MX": (-6, 2), "BR": (-3, 5), "AR": (-3, 1), "GB": (0, 5),
-    "DE": (1, 5), "FR": (1, 4), "ES": (1, 3), "IT": (1, 2), "NL": (1, 2), "PL": (1, 2),
-    "SE": (1, 1), "TR": (3, 2), "RU": (3, 2), "UA": (2, 1), "EG": (2, 1), "NG": (1, 2),
-    "KE": (3, 1), "ZA": (2, 1), "SA": (3, 1), "AE": (4, 1), "IN": (5.5, 9), "PK": (5, 1),
-    "BD": (6, 1), "ID": (7, 3), "VN": (7, 2), "TH": (7, 1), "PH": (8, 2), "SG": (8, 1),
-    "MY": (8, 1), "HK": (8, 1), "TW": (8, 1), "KR": (9, 3), "JP": (9, 4), "AU": (10, 2),
-    "NZ": (12, 1), "CL": (-4, 1), "CO": (-5, 1),
+    "US": (-6, 22),
+    "CA": (-5, 3),
+    "MX": (-6, 2),
+    "BR": (-3, 5),
+    "AR": (-3, 1),
+    "GB": (0, 5),
+    "DE": (1, 5),
+    "FR": (1, 4),
+    "ES": (1, 3),
+    "IT": (1, 2),
+    "NL": (1, 2),
+    "PL": (1, 2),
+    "SE": (1, 1),
+    "TR": (3, 2),
+    "RU": (3, 2),
+    "UA": (2, 1),
+    "EG": (2, 1),
+    "NG": (1, 2),
+    "KE": (3, 1),
+    "ZA": (2, 1),
+    "SA": (3, 1),
+    "AE": (4, 1),
+    "IN": (5.5, 9),
+    "PK": (5, 1),
+    "BD": (6, 1),
+    "ID": (7, 3),
+    "VN": (7, 2),
+    "TH": (7, 1),
+    "PH": (8, 2),
+    "SG": (8, 1),
+    "MY": (8, 1),
+    "HK": (8, 1),
+    "TW": (8, 1),
+    "KR": (9, 3),
+    "JP": (9, 4),
+    "AU": (10, 2),
+    "NZ": (12, 1),
+    "CL": (-4, 1),
+    "CO": (-5, 1),
 }
 CLOUD_COUNTRIES = ["US", "US", "US", "DE", "IE", "NL", "SG", "JP", "GB", "FR", "IN", "AU", "BR", "CA", "KR"]
 
 FREE_MAIL = [
-    ("gmail.com", 40), ("outlook.com", 8), ("hotmail.com", 6), ("yahoo.com", 6), ("icloud.com", 5),
-    ("proton.me", 3), ("qq.com", 3), ("163.com", 2), ("gmx.de", 2), ("web.de", 1), ("yandex.ru", 2),
-    ("mail.ru", 1), ("naver.com", 2), ("yahoo.co.jp", 1), ("live.com", 2), ("aol.com", 1),
-    ("zoho.com", 1), ("tutanota.com", 1), ("orange.fr", 1), ("libero.it", 1),
+    ("gmail.com", 40),
+    ("outlook.com", 8),
+    ("hotmail.com", 6),
+    ("yahoo.com", 6),
+    ("icloud.com", 5),
+    ("proton.me", 3),
+    ("qq.com", 3),
+    ("163.com", 2),
+    ("gmx.de", 2),
+    ("web.de", 1),
+    ("yandex.ru", 2),
+    ("mail.ru", 1),
+    ("naver.com", 2),
+    ("yahoo.co.jp", 1),
+    ("live.com", 2),
+    ("aol.com", 1),
+    ("zoho.com", 1),
+    ("tutanota.com", 1),
+    ("orange.fr", 1),
+    ("libero.it", 1),
 ]
 # Throwaway and privacy-relay domains: also used by cautious ordinary people.
-DISPOSABLE_MAIL = ["mailinator.com", "tempmail.dev", "guerrillamail.com", "10minutemail.net", "sharklasers.com",
-                   "dropmail.me", "maildrop.cc", "yopmail.com", "trashmail.io", "duck.com", "simplelogin.com"]
-EDU_MAIL = ["stanford.edu", "mit.edu", "cmu.edu", "ox.ac.uk", "ethz.ch", "tsinghua.edu.cn", "u-tokyo.ac.jp",
-            "epfl.ch", "berkeley.edu", "uw.edu", "kaist.ac.kr", "iitb.ac.in", "tum.de", "mila.quebec",
-            "nyu.edu", "utoronto.ca", "inria.fr", "ucl.ac.uk", "nus.edu.sg", "unimelb.edu.au"]
+DISPOSABLE_MAIL = [
+    "mailinator.com",
+    "tempmail.dev",
+    "guerrillamail.com",
+    "10minutemail.net",
+    "sharklasers.com",
+    "dropmail.me",
+    "maildrop.cc",
+    "yopmail.com",
+    "trashmail.io",
+    "duck.com",
+    "simplelogin.com",
+]
+EDU_MAIL = [
+    "stanford.edu",
+    "mit.edu",
+    "cmu.edu",
+    "ox.ac.uk",
+    "ethz.ch",
+    "tsinghua.edu.cn",
+    "u-tokyo.ac.jp",
+    "epfl.ch",
+    "berkeley.edu",
+    "uw.edu",
+    "kaist.ac.kr",
+    "iitb.ac.in",
+    "tum.de",
+    "mila.quebec",
+    "nyu.edu",
+    "utoronto.ca",
+    "inria.fr",
+    "ucl.ac.uk",
+    "nus.edu.sg",
+    "unimelb.edu.au",
+]
 
-_SYL = ["ar", "be", "ca", "do", "el", "fi", "ga", "ho", "in", "jo", "ka", "lu", "mo", "nu", "or", "pi",
-        "qu", "ra", "so", "ta", "ul", "ve", "wi", "xo", "ya", "ze", "bri", "cor", "dex", "fen", "gro",
-        "hal", "ion", "jet", "kin", "lum", "mer", "nov", "orb", "pax", "quo", "rix", "syn", "tek", "vox"]
-_WORDS = ["labs", "ai", "data", "cloud", "soft", "works", "tech", "analytics", "health", "logistics",
-          "learning", "capital", "media", "systems", "bio", "robotics", "commerce", "legal", "games"]
+_SYL = [
+    "ar",
+    "be",
+    "ca",
+    "do",
+    "el",
+    "fi",
+    "ga",
+    "ho",
+    "in",
+    "jo",
+    "ka",
+    "lu",
+    "mo",
+    "nu",
+    "or",
+    "pi",
+    "qu",
+    "ra",
+    "so",
+    "ta",
+    "ul",
+    "ve",
+    "wi",
+    "xo",
+    "ya",
+    "ze",
+    "bri",
+    "cor",
+    "dex",
+    "fen",
+    "gro",
+    "hal",
+    "ion",
+    "jet",
+    "kin",
+    "lum",
+    "mer",
+    "nov",
+    "orb",
+    "pax",
+    "quo",
+    "rix",
+    "syn",
+    "tek",
+    "vox",
+]
+_WORDS = [
+    "labs",
+    "ai",
+    "data",
+    "cloud",
+    "soft",
+    "works",
+    "tech",
+    "analytics",
+    "health",
+    "logistics",
+    "learning",
+    "capital",
+    "media",
+    "systems",
+    "bio",
+    "robotics",
+    "commerce",
+    "legal",
+    "games",
+]
 _TLDS = [".com", ".io", ".ai", ".co", ".dev", ".de", ".fr", ".co.uk", ".in", ".jp", ".com.br", ".net", ".app"]
 
 
@@ -74,14 +215,29 @@ def payment_fingerprint(*parts: object) -> str:
 # ---------------------------------------------------------------------------------------
 # user agents
 
+
 def _v(rng: random.Random, major: int, minor_hi: int, patch_hi: int = 9) -> str:
     return f"{major}.{rng.randint(0, minor_hi)}.{rng.randint(0, patch_hi)}"
 
 
 def sdk_user_agent(rng: random.Random, family: str | None = None) -> str:
     """An SDK / HTTP-client User-Agent string as real API clients send them."""
-    fams = ["openai-python", "openai-node", "anthropic-python", "anthropic-typescript", "python-requests",
-            "httpx", "curl", "litellm", "langchain", "go", "java", "aiohttp", "dotnet", "ruby"]
+    fams = [
+        "openai-python",
+        "openai-node",
+        "anthropic-python",
+        "anthropic-typescript",
+        "python-requests",
+        "httpx",
+        "curl",
+        "litellm",
+        "langchain",
+        "go",
+        "java",
+        "aiohttp",
+        "dotnet",
+        "ruby",
+    ]
     weights = [30, 12, 8, 5, 10, 6, 4, 6, 5, 3, 3, 4, 2, 1]
     f = family or rng.choices(fams, weights=weights)[0]
     if f == "openai-python":
@@ -116,22 +272,32 @@ def sdk_user_agent(rng: random.Random, family: str | None = None) -> str:
 def browser_user_agent(rng: random.Random) -> str:
     """Browser UA, as sent by the web console / playground and by browser chat front-ends."""
     chrome = rng.randint(118, 131)
-    return rng.choice([
-        f"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{chrome}.0.0.0 Safari/537.36",
-        f"Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{chrome}.0.0.0 Safari/537.36",
-        f"Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.{rng.randint(0, 6)} Safari/605.1.15",
-        f"Mozilla/5.0 (X11; Linux x86_64; rv:{rng.randint(115, 132)}.0) Gecko/20100101 Firefox/{rng.randint(115, 132)}.0",
-        f"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{chrome}.0.0.0 Safari/537.36 Edg/{chrome}.0.0.0",
-    ])
+    return rng.choice(
+        [
+            f"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{chrome}.0.0.0 Safari/537.36",
+            f"Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{chrome}.0.0.0 Safari/537.36",
+            f"Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.{rng.randint(0, 6)} Safari/605.1.15",
+            f"Mozilla/5.0 (X11; Linux x86_64; rv:{rng.randint(115, 132)}.0) Gecko/20100101 Firefox/{rng.randint(115, 132)}.0",
+            f"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{chrome}.0.0.0 Safari/537.36 Edg/{chrome}.0.0.0",
+        ]
+    )
 
 
 def app_user_agent(rng: random.Random) -> str:
     """Third-party chat apps and desktop tools that call the API with a user's own key."""
-    return rng.choice([
-        f"ChatBox/{_v(rng, 1, 9)}", f"TypingMind/{_v(rng, 2, 9)}", f"Raycast/{_v(rng, 1, 80)}",
-        f"obsidian-copilot/{_v(rng, 2, 7)}", f"BoltAI/{_v(rng, 1, 30)}", f"MindMac/{_v(rng, 1, 9)}",
-        f"Zapier/{rng.randint(1, 3)}.0", f"n8n/{_v(rng, 1, 70)}", f"Make.com/{rng.randint(1, 3)}",
-    ])
+    return rng.choice(
+        [
+            f"ChatBox/{_v(rng, 1, 9)}",
+            f"TypingMind/{_v(rng, 2, 9)}",
+            f"Raycast/{_v(rng, 1, 80)}",
+            f"obsidian-copilot/{_v(rng, 2, 7)}",
+            f"BoltAI/{_v(rng, 1, 30)}",
+            f"MindMac/{_v(rng, 1, 9)}",
+            f"Zapier/{rng.randint(1, 3)}.0",
+            f"n8n/{_v(rng, 1, 70)}",
+            f"Make.com/{rng.randint(1, 3)}",
+        ]
+    )
 
 
 def mobile_user_agent(rng: random.Random) -> str:
@@ -144,16 +310,23 @@ def mobile_user_agent(rng: random.Random) -> str:
 
 def agent_user_agent(rng: random.Random) -> str:
     """Coding agents and IDE extensions."""
-    return rng.choice([
-        f"aider/0.{rng.randint(50, 86)}.{rng.randint(0, 3)}", f"Continue/0.{rng.randint(8, 9)}.{rng.randint(0, 60)}",
-        f"cline/{_v(rng, 3, 20)}", f"roo-code/{_v(rng, 3, 20)}", f"OpenHands/0.{rng.randint(10, 40)}",
-        f"goose/1.{rng.randint(0, 9)}", f"anthropic-typescript/{_v(rng, 0, 33, 5)}",
-        f"OpenAI/Python {_v(rng, 1, 60, 12)}",
-    ])
+    return rng.choice(
+        [
+            f"aider/0.{rng.randint(50, 86)}.{rng.randint(0, 3)}",
+            f"Continue/0.{rng.randint(8, 9)}.{rng.randint(0, 60)}",
+            f"cline/{_v(rng, 3, 20)}",
+            f"roo-code/{_v(rng, 3, 20)}",
+            f"OpenHands/0.{rng.randint(10, 40)}",
+            f"goose/1.{rng.randint(0, 9)}",
+            f"anthropic-typescript/{_v(rng, 0, 33, 5)}",
+            f"OpenAI/Python {_v(rng, 1, 60, 12)}",
+        ]
+    )
 
 
 # ---------------------------------------------------------------------------------------
 # networks
+
 
 @dataclass(frozen=True)
 class Network:
@@ -169,9 +342,49 @@ class Network:
     v6: str
 
 
-_RESERVED_FIRST = {0, 10, 100, 127, 169, 172, 192, 198, 203, 224, 225, 226, 227, 228, 229, 230, 231,
-                   232, 233, 234, 235, 236, 237, 238, 239, 240, 241, 242, 243, 244, 245, 246, 247, 248,
-                   249, 250, 251, 252, 253, 254, 255}
+_RESERVED_FIRST = {
+    0,
+    10,
+    100,
+    127,
+    169,
+    172,
+    192,
+    198,
+    203,
+    224,
+    225,
+    226,
+    227,
+    228,
+    229,
+    230,
+    231,
+    232,
+    233,
+    234,
+    235,
+    236,
+    237,
+    238,
+    239,
+    240,
+    241,
+    242,
+    243,
+    244,
+    245,
+    246,
+    247,
+    248,
+    249,
+    250,
+    251,
+    252,
+    253,
+    254,
+    255,
+}
 
 
 @dataclass
@@ -223,19 +436,45 @@ def _build_world() -> World:
     countries = list(COUNTRIES)
     for c in countries:
         for _ in range(2 if COUNTRIES[c][1] < 3 else 4):
-            nets.append(Network(asn(), "residential", c, tuple(prefix(rng.choice([12, 13, 14])) for _ in range(3)), v6()))
+            nets.append(
+                Network(asn(), "residential", c, tuple(prefix(rng.choice([12, 13, 14])) for _ in range(3)), v6())
+            )
         for _ in range(1 if COUNTRIES[c][1] < 3 else 2):
             # Carrier-grade NAT: few, large, heavily shared public pools.
             nets.append(Network(asn(), "mobile", c, (prefix(16),), v6()))
         nets.append(Network(asn(), "campus", c, (prefix(16),), v6()))
     for _ in range(14):
-        nets.append(Network(asn(), "cloud", rng.choice(CLOUD_COUNTRIES), tuple(prefix(rng.choice([12, 14, 16])) for _ in range(4)), v6()))
+        nets.append(
+            Network(
+                asn(),
+                "cloud",
+                rng.choice(CLOUD_COUNTRIES),
+                tuple(prefix(rng.choice([12, 14, 16])) for _ in range(4)),
+                v6(),
+            )
+        )
     for _ in range(60):
-        nets.append(Network(asn(), "corporate", rng.choices(countries, weights=[COUNTRIES[c][1] for c in countries])[0], (prefix(20),), v6()))
+        nets.append(
+            Network(
+                asn(),
+                "corporate",
+                rng.choices(countries, weights=[COUNTRIES[c][1] for c in countries])[0],
+                (prefix(20),),
+                v6(),
+            )
+        )
     for _ in range(10):
         nets.append(Network(asn(), "vpn", rng.choice(CLOUD_COUNTRIES), (prefix(18), prefix(18)), v6()))
     for _ in range(12):
-        nets.append(Network(asn(), "proxy_dc", rng.choice(CLOUD_COUNTRIES + ["RU", "HK", "VN", "UA"]), (prefix(20), prefix(20)), v6()))
+        nets.append(
+            Network(
+                asn(),
+                "proxy_dc",
+                rng.choice(CLOUD_COUNTRIES + ["RU", "HK", "VN", "UA"]),
+                (prefix(20), prefix(20)),
+                v6(),
+            )
+        )
     w = World(nets, {})
     for n in nets:
         w.by_kind.setdefault(n.kind, []).append(n)
@@ -332,8 +571,3 @@ def pick_country(rng: random.Random) -> str:
 
 def tz_of(country: str) -> float:
     return COUNTRIES.get(country, (0, 0))[0]
-
-
-def stream_for(*parts: object) -> random.Random:
-    """Alias of :func:`~distillguard.sim.rng.substream` for identity draws."""
-    return substream("identity", *parts)

@@ -12,6 +12,7 @@ Every random choice in the simulator comes from a :class:`random.Random` seeded 
 
 from __future__ import annotations
 
+import math
 import random
 
 import xxhash
@@ -78,13 +79,6 @@ def lognormal_between(rng: random.Random, lo: float, hi: float) -> float:
     The median is the geometric mean of the bounds and about 95 % of draws fall inside them;
     the rest spill over, so no bound is a hard edge that a detector could key on.
     """
-    import math
-
     mu = (math.log(lo) + math.log(hi)) / 2
     sigma = (math.log(hi) - math.log(lo)) / 4
     return math.exp(rng.gauss(mu, sigma))
-
-
-def weighted_choice(rng: random.Random, items: list, weights: list[float]):
-    """``rng.choices`` for one item (kept as a helper so call sites read as intent)."""
-    return rng.choices(items, weights=weights, k=1)[0]

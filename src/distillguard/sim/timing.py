@@ -20,7 +20,7 @@ import math
 import random
 from collections.abc import Iterator
 
-from distillguard.sim.traces import WINDOW_S, SERVEGEN_TZ_H, RateProfile
+from distillguard.sim.traces import SERVEGEN_TZ_H, WINDOW_S, RateProfile
 
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000

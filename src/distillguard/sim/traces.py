@@ -119,11 +119,7 @@ class Traces:
 
     def profiles(self, *, min_busy: float = 0.0, max_day_night: float = 1e9, min_day_night: float = 0.0):
         """Rate profiles matching a shape; all of them if none match."""
-        sel = [
-            p
-            for p in self.rate_profiles
-            if p.busy >= min_busy and min_day_night <= p.day_night <= max_day_night
-        ]
+        sel = [p for p in self.rate_profiles if p.busy >= min_busy and min_day_night <= p.day_night <= max_day_night]
         return sel or self.rate_profiles
 
 
@@ -244,7 +240,11 @@ def _servegen_token_pdfs(d: Path, max_windows: int = 4):
             continue
         for cid in sorted(doc, key=lambda k: (len(k), k)):
             windows = doc[cid] if isinstance(doc[cid], dict) else {}
-            keys = [k for k in sorted(windows, key=lambda k: (len(k), k)) if windows[k].get("input_tokens") not in (None, "{}")]
+            keys = [
+                k
+                for k in sorted(windows, key=lambda k: (len(k), k))
+                if windows[k].get("input_tokens") not in (None, "{}")
+            ]
             if not keys:
                 continue
             step = max(1, len(keys) // max_windows)
@@ -316,4 +316,3 @@ def load_traces(data_dir: Path) -> Traces:
         token_pdfs=pdfs,
         sources=sources,
     )
-

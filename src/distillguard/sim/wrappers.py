@@ -150,17 +150,39 @@ RUBRIC_PAIR = {
 
 EVAL = {
     "dev": {
-        "gsm8k": ["Question: {q}\nLet's think step by step.", "Q: {q}\nA: Let's think step by step.", "{q}\nPlease reason step by step, and put your final answer after \"####\"."],
-        "math": ["{q}\nPlease reason step by step, and put your final answer within \\boxed{{}}.", "Problem:\n{q}\n\nSolution:"],
+        "gsm8k": [
+            "Question: {q}\nLet's think step by step.",
+            "Q: {q}\nA: Let's think step by step.",
+            '{q}\nPlease reason step by step, and put your final answer after "####".',
+        ],
+        "math": [
+            "{q}\nPlease reason step by step, and put your final answer within \\boxed{{}}.",
+            "Problem:\n{q}\n\nSolution:",
+        ],
         "code": ["Complete the following Python function. Return only the code.\n\n```python\n{q}\n```", "{q}"],
-        "mbpp": ["You are an expert Python programmer, and here is your task: {q}", "Write a Python function for the following task.\n\n{q}"],
+        "mbpp": [
+            "You are an expert Python programmer, and here is your task: {q}",
+            "Write a Python function for the following task.\n\n{q}",
+        ],
         "chat": ["{q}"],
     },
     "holdout": {
-        "gsm8k": ["Solve the following math problem step by step. The last line of your response should be of the form \"Answer: $ANSWER\" where $ANSWER is the answer.\n\n{q}", "Answer the following question. Show your work, then give the final numeric answer.\n\n{q}"],
-        "math": ["Solve the following math problem. Present the final answer as $\\boxed{{answer}}$.\n\nProblem: {q}", "{q}\n\nShow your work and box the final answer."],
-        "code": ["Read the following function signature and docstring, and fully implement the function described. Your response should only contain the code for this function.\n{q}", "{q}"],
-        "mbpp": ["Write a Python function for the following specification. Respond with code only.\n\n{q}", "\"\"\"\n{q}\n\"\"\"\n"],
+        "gsm8k": [
+            'Solve the following math problem step by step. The last line of your response should be of the form "Answer: $ANSWER" where $ANSWER is the answer.\n\n{q}',
+            "Answer the following question. Show your work, then give the final numeric answer.\n\n{q}",
+        ],
+        "math": [
+            "Solve the following math problem. Present the final answer as $\\boxed{{answer}}$.\n\nProblem: {q}",
+            "{q}\n\nShow your work and box the final answer.",
+        ],
+        "code": [
+            "Read the following function signature and docstring, and fully implement the function described. Your response should only contain the code for this function.\n{q}",
+            "{q}",
+        ],
+        "mbpp": [
+            "Write a Python function for the following specification. Respond with code only.\n\n{q}",
+            '"""\n{q}\n"""\n',
+        ],
         "chat": ["{q}"],
     },
 }
@@ -179,9 +201,9 @@ APP = {
         "Generate three short search keywords for the following query, comma-separated.\n\n{q}",
     ],
     "holdout": [
-        "You are a sentiment analysis engine. Output JSON {{\"label\": \"pos|neg|neu\", \"confidence\": 0-1}} for this input:\n{q}",
+        'You are a sentiment analysis engine. Output JSON {{"label": "pos|neg|neu", "confidence": 0-1}} for this input:\n{q}',
         "TL;DR the passage below in at most 25 words:\n{q}",
-        "Identify the user's intent in the message below. Choose from: question, complaint, request, praise, other. Output only the intent.\n\"\"\"{q}\"\"\"",
+        'Identify the user\'s intent in the message below. Choose from: question, complaint, request, praise, other. Output only the intent.\n"""{q}"""',
         "Tag the following text with up to 3 topic labels from this list: tech, health, finance, education, travel, food, legal, entertainment, other. Return a comma-separated list.\n\n{q}",
         "Is this text safe to show to a general audience? Respond SAFE or UNSAFE.\nText: {q}",
         "Translate the following text into English. If it is already English, return it unchanged.\n\n{q}",
@@ -201,7 +223,9 @@ CHAT_SYSTEM = [
     "You are a helpful assistant.",
     "You are ChatNest, a friendly assistant. Answer in the user's language.",
     "You are a helpful, concise assistant. Use markdown when useful.",
-    None, None, None,
+    None,
+    None,
+    None,
 ]
 
 AGENT_SYSTEM = [
@@ -216,8 +240,19 @@ INSTRUCTION_GEN = {
 }
 
 # Holdout-only: per-request paraphrased wrappers. Fragments combine into ~2k distinct wrappers.
-_P_OPEN = ["", "Hi! ", "Quick one. ", "Need help with this. ", "Hey, ", "Please help: ", "OK so ", "Homework question. ",
-           "For my notes: ", "Can you do this? ", "Task: "]
+_P_OPEN = [
+    "",
+    "Hi! ",
+    "Quick one. ",
+    "Need help with this. ",
+    "Hey, ",
+    "Please help: ",
+    "OK so ",
+    "Homework question. ",
+    "For my notes: ",
+    "Can you do this? ",
+    "Task: ",
+]
 _P_ASK = [
     "explain the whole solution in detail",
     "walk me through every step",
@@ -228,8 +263,15 @@ _P_ASK = [
     "lay out each intermediate step clearly",
     "reason carefully and show everything",
 ]
-_P_TAIL = ["", " Double-check at the end.", " Then summarise the answer.", " Thanks!", " Don't skip anything.",
-           " Make it detailed.", " Then verify it another way."]
+_P_TAIL = [
+    "",
+    " Double-check at the end.",
+    " Then summarise the answer.",
+    " Thanks!",
+    " Don't skip anything.",
+    " Make it detailed.",
+    " Then verify it another way.",
+]
 
 
 def paraphrased_wrapper(rng: random.Random) -> str:

@@ -1,0 +1,99 @@
+"""Per-exchange signals: multilingual intent flags, template frames, the MinHash signature."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pytest
+from datasketch import MinHash
+
+from distillguard.features import text
+from distillguard.features.exchange import COMPACT_COLUMNS, exchange_features
+from distillguard.schema import EVENT_SCHEMA
+
+
+def batch(rows: list[dict]) -> pa.RecordBatch:
+    full = []
+    for i, r in enumerate(rows):
+        d = {f.name: None for f in EVENT_SCHEMA}
+        d.update({"request_id": f"r{i}", "ts": 1_700_000_000_000 + i, "account_id": "a", "_source": 0, "_line": i + 1})
+        d.update(r)
+        full.append(d)
+    return pa.RecordBatch.from_pylist(full, schema=EVENT_SCHEMA)
+
+
+@pytest.mark.parametrize("prompt", [
+    "Solve this and show your full reasoning step by step.",
+    "请一步一步地思考，并给出完整的推理过程。",
+    "Résous ce problème étape par étape.",
+    "Löse die Aufgabe Schritt für Schritt.",
+    "Реши задачу шаг за шагом.",
+    "この問題を段階的に解いてください。",
+    "단계별로 풀이 과정을 보여 주세요.",
+    "Resuelve paso a paso.",
+    "حل المسألة خطوة بخطوة",
+    "Put your thinking inside <think> tags before answering.",
+])
+def test_reasoning_elicitation_in_many_languages(prompt):
+    out = exchange_features(batch([{"prompt": prompt}]))
+    assert out["f_reason"][0]
+
+
+def test_rubric_and_plain_chat():
+    out = exchange_features(batch([
+        {"prompt": "Rate the following response on a scale of 1 to 10 using this rubric."},
+        {"prompt": "Which response is better, A or B?"},
+        {"prompt": "What should I cook for dinner tonight?"},
+    ]))
+    assert out["f_rubric"].to_list() == [True, True, False]
+    assert not out["f_reason"][2] and not out["f_exam"][2]
+
+
+def test_withheld_prompt_keeps_the_digest_and_drops_text_signals():
+    out = exchange_features(batch([{"prompt_sha256": "AB" * 32}, {"prompt_sha256": "ab" * 32}]))
+    assert out.columns == COMPACT_COLUMNS
+    assert out["h_exact"][0] == out["h_exact"][1]  # case-insensitive hex digest
+    assert not out["has_text"][0] and out["b0"][0] is None and not out["f_reason"][0]
+
+
+def test_template_frames_link_same_wrapper_with_different_content():
+    wrap = "You are a meticulous tutor. Solve the following problem and give every step: {} Finally, box the answer."
+    out = exchange_features(batch([{"prompt": wrap.format(f"What is {i} times {i + 7} plus the {i}th prime?")} for i in range(3)]))
+    assert out["h_pre"].n_unique() == 1 and out["h_suf"].n_unique() == 1
+    assert out["h_exact"].n_unique() == 3
+
+
+def test_minhash_jaccard_agrees_with_datasketch():
+    rng = np.random.default_rng(0)
+    vocab = [f"w{i}" for i in range(400)]
+    pairs = []
+    for _ in range(40):
+        a = list(rng.choice(vocab, 40, replace=False))
+        keep = int(rng.integers(5, 40))
+        b = a[:keep] + list(rng.choice(vocab, 40 - keep, replace=False))
+        pairs.append((" ".join(a), " ".join(b)))
+    ours, ref = [], []
+    # Estimate J from many seeded hash functions, as the signature does with NUM_PERM of them.
+    for x, y in pairs:
+        df = pl.DataFrame({"p": [x, y]}).with_columns(text.tokens(pl.col("p")).alias("t"))
+        mh = df.select([pl.col("t").list.eval(pl.element().hash(seed=1000 + k)).list.min().alias(f"m{k}") for k in range(128)])
+        ours.append(float(np.mean(mh.row(0) == np.array(mh.row(1)))))
+        m1, m2 = MinHash(num_perm=128), MinHash(num_perm=128)
+        for w in set(x.split()):
+            m1.update(w.encode())
+        for w in set(y.split()):
+            m2.update(w.encode())
+        ref.append(m1.jaccard(m2))
+    assert np.corrcoef(ours, ref)[0, 1] > 0.9
+    assert np.mean(np.abs(np.array(ours) - np.array(ref))) < 0.08
+
+
+def test_near_duplicates_share_a_band_and_unrelated_prompts_do_not():
+    base = "Summarise the customer review below in one sentence and classify its sentiment as positive negative or neutral review text follows here"
+    near = base + " please"
+    other = "Write a haiku about the sea at dawn with seagulls and salt spray in the cold wind"
+    out = exchange_features(batch([{"prompt": base}, {"prompt": near}, {"prompt": other}]))
+    bands = out.select("b0", "b1", "b2").rows()
+    assert any(x == y for x, y in zip(bands[0], bands[1]))
+    assert not any(x == y for x, y in zip(bands[0], bands[2]))
