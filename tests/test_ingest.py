@@ -215,6 +215,42 @@ def test_csv_gz_and_invalid_utf8_cell(tmp_path):
     assert reasons(q) == [(3, "invalid_utf8")]
 
 
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can read anything")
+def test_unreadable_jsonl_is_quarantined_not_raised(tmp_path):
+    p = write_jsonl(tmp_path / "a.jsonl", [rec()])
+    p.chmod(0)
+    table, stats, q = scan([p], tmp_path)
+    assert reasons(q) == [(1, "unreadable_file")]
+
+
+def test_io_error_mid_file_keeps_earlier_lines(tmp_path, monkeypatch):
+    import distillguard.ingest.streams as streams
+
+    p = write_jsonl(tmp_path / "a.jsonl", [rec(i) for i in range(10)])
+    real_open = open
+
+    class Flaky:
+        def __init__(self, fh):
+            self.fh, self.calls = fh, 0
+
+        def read(self, n):
+            self.calls += 1
+            if self.calls > 1:
+                raise OSError(5, "Input/output error")
+            return self.fh.read(len(p.read_bytes()) // 2)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *a):
+            self.fh.close()
+
+    monkeypatch.setattr(streams, "open", lambda path, mode: Flaky(real_open(path, mode)), raising=False)
+    table, stats, q = scan([p], tmp_path)
+    n = table.num_rows
+    assert 0 < n < 10 and reasons(q) == [(n + 1, "unreadable_file")]
+
+
 def test_empty_inputs(tmp_path):
     (tmp_path / "e.jsonl").write_bytes(b"")
     (tmp_path / "e.csv").write_bytes(b"")

@@ -32,7 +32,7 @@ from distillguard.ingest import (
 from distillguard.schema import EVENT_SCHEMA, FIELD_KINDS, OPTIONAL
 
 # DG_HYPOTHESIS_EXAMPLES=5000 for a long bug hunt; the default keeps the suite quick.
-EXAMPLES = int(os.environ.get("DG_HYPOTHESIS_EXAMPLES", "120"))
+EXAMPLES = int(os.environ.get("DG_HYPOTHESIS_EXAMPLES", "80"))
 SETTINGS = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # --- values ---------------------------------------------------------------------------------
@@ -231,7 +231,7 @@ def test_fast_path_equals_slow_path(ls, final_newline, first_line):
     assert sorted(lines_) == [first_line + i for i, x in enumerate(ls) if x.strip(b" \t\r")]
 
 
-@SETTINGS
+@settings(max_examples=max(EXAMPLES // 2, 10), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(lines())
 def test_fast_path_bisection_equals_slow_path(ls):
     """Force bisection down to single lines, on a parser that may have adapted its types."""
@@ -288,7 +288,7 @@ def test_records_to_batch_never_crashes(items):
 @SETTINGS
 @given(
     st.lists(
-        st.lists(st.one_of(st.none(), any_text.map(lambda s: s.replace("\r", "")), big_ints.map(str), any_float.map(str)), min_size=4, max_size=4),
+        st.lists(st.one_of(st.none(), st.text(max_size=40), big_ints.map(str), any_float.map(str)), min_size=4, max_size=4),
         max_size=12,
     )
 )
@@ -296,10 +296,7 @@ def test_csv_never_crashes(rows):
     table = pa.table({name: pa.array([r[i] for r in rows], pa.string()) for i, name in enumerate(["request_id", "ts", "asn", "temperature"])})
     with tempfile.TemporaryDirectory() as tmp:
         p = Path(tmp) / "in.csv"
-        try:
-            pcsv.write_csv(table, p)
-        except (pa.ArrowInvalid, UnicodeEncodeError):
-            return  # lone surrogates cannot be written as UTF-8
+        pcsv.write_csv(table, p)
         stats = IngestStats()
         with Quarantine(None) as q:
             batches = list(read_events([str(p)], q, stats))
@@ -339,3 +336,42 @@ def test_parse_ts_matches_python_datetime(cases):
     out, bad = parse_ts_column(pa.array([t for t, _ in cases]))
     assert out.to_pylist() == [ms for _, ms in cases]
     assert bad.to_pylist() == [ms is None for _, ms in cases]
+
+
+ARROW_COLUMNS = [
+    lambda n, d: pa.array(d.draw(st.lists(st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1)), min_size=n, max_size=n)), pa.int64()),
+    lambda n, d: pa.array(d.draw(st.lists(st.one_of(st.none(), st.integers(0, 2**64 - 1)), min_size=n, max_size=n)), pa.uint64()),
+    lambda n, d: pa.array(d.draw(st.lists(st.one_of(st.none(), st.integers(-128, 127)), min_size=n, max_size=n)), pa.int8()),
+    lambda n, d: pa.array(d.draw(st.lists(st.one_of(st.none(), any_float), min_size=n, max_size=n)), pa.float64()),
+    lambda n, d: pa.array(d.draw(st.lists(st.one_of(st.none(), st.floats(width=32)), min_size=n, max_size=n)), pa.float32()),
+    lambda n, d: pa.array(d.draw(st.lists(st.one_of(st.none(), st.booleans()), min_size=n, max_size=n)), pa.bool_()),
+    lambda n, d: pa.array(d.draw(st.lists(st.one_of(st.none(), st.text(max_size=30)), min_size=n, max_size=n)), pa.string()),
+    lambda n, d: pa.array(d.draw(st.lists(st.one_of(st.none(), rfc3339()), min_size=n, max_size=n)), pa.large_string()),
+    lambda n, d: pa.array(d.draw(st.lists(st.one_of(st.none(), st.text(max_size=5)), min_size=n, max_size=n)), pa.string()).dictionary_encode(),
+    lambda n, d: pa.array(d.draw(st.lists(st.one_of(st.none(), st.binary(max_size=8)), min_size=n, max_size=n)), pa.binary()),
+    lambda n, d: pa.array(d.draw(st.lists(st.one_of(st.none(), st.integers(-(2**50), 2**50)), min_size=n, max_size=n)), pa.timestamp(d.draw(st.sampled_from(["s", "ms", "us", "ns"])))),
+    lambda n, d: pa.array(d.draw(st.lists(st.one_of(st.none(), st.integers(-(2**31), 2**31 - 1)), min_size=n, max_size=n)), pa.date32()),
+    lambda n, d: pa.array([{"a": i} for i in range(n)]),
+    lambda n, d: pa.array([[i] for i in range(n)]),
+    lambda n, d: pa.nulls(n),
+    lambda n, d: pa.array(d.draw(st.lists(st.decimals(allow_nan=False, allow_infinity=False, places=2, min_value=-999, max_value=999), min_size=n, max_size=n)), pa.decimal128(5, 2)),
+]
+
+
+@settings(max_examples=max(EXAMPLES // 2, 10), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 8), st.lists(st.sampled_from(sorted(FIELD_KINDS)), max_size=8, unique=True), st.data())
+def test_parquet_any_column_types_never_crash(n, names, data):
+    import pyarrow.parquet as pq
+
+    cols = {name: data.draw(st.sampled_from(ARROW_COLUMNS))(n, data) for name in names}
+    if not cols:
+        cols = {"other": pa.array(range(n))}
+    with tempfile.TemporaryDirectory() as tmp:
+        p = Path(tmp) / "in.parquet"
+        pq.write_table(pa.table(cols), p)
+        stats = IngestStats()
+        with Quarantine(None) as q:
+            batches = list(read_events([str(p)], q, stats))
+    assert stats.read == stats.valid + stats.quarantined == n
+    assert "internal_error" not in q.reasons
+    assert all(b.schema.equals(EVENT_SCHEMA) for b in batches)

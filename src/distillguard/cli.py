@@ -106,7 +106,7 @@ def train(
     events: List[str] = typer.Argument(..., help="Labeled traffic (e.g. a dev-split simulation's events.jsonl)."),
     labels: Path = typer.Option(..., help="labels.csv for those events."),
     out: Path = typer.Option(Path("src/distillguard/models/account_lr.json"), help="Where to write the model JSON."),
-    c: float = typer.Option(0.5, "--C", help="Inverse L2 regularisation strength."),
+    c: float = typer.Option(0.05, "--C", help="Inverse L2 regularisation strength (in standard units)."),
 ) -> None:
     """Refit the learned layer (sign-constrained logistic model) from labeled traffic."""
     from .train import train as run_train

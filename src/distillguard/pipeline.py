@@ -12,6 +12,8 @@
 from __future__ import annotations
 
 import math
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -47,22 +49,37 @@ def n_buckets(paths: Sequence[str]) -> int:
 
 
 def spill_exchanges(paths: Sequence[str], spill: Path, quarantine: Quarantine, stats: IngestStats, buckets: int,
-                    progress: Callable[[int], None] | None = None) -> int:
-    """Read, validate and reduce every batch; write compact rows to ``spill/b<k>/``. Returns parts written."""
+                    progress: Callable[[int], None] | None = None, workers: int = 2) -> int:
+    """Read, validate and reduce every batch; write compact rows to ``spill/b<k>/``. Returns parts written.
+
+    Reduction runs in a small thread pool while the next batch is parsed: Polars and Arrow
+    release the GIL, and one batch at a time leaves a core idle. At most ``2 * workers`` batches
+    are in flight, which bounds memory.
+    """
     for k in range(buckets):
         (spill / f"b{k}").mkdir(parents=True, exist_ok=True)
-    parts = 0
-    for batch in read_events(paths, quarantine, stats, progress=progress):
-        if not batch.num_rows:
-            continue
+
+    def reduce(part_no: int, batch) -> None:
         rows = exchange_features(batch)
         if buckets == 1:
-            rows.write_parquet(spill / "b0" / f"part-{parts:06d}.parquet", compression="lz4")
-        else:
-            rows = rows.with_columns((pl.col("account_id").hash(seed=11) % buckets).alias("_b"))
-            for (k,), part in rows.partition_by("_b", as_dict=True).items():
-                part.drop("_b").write_parquet(spill / f"b{k}" / f"part-{parts:06d}.parquet", compression="lz4")
-        parts += 1
+            rows.write_parquet(spill / "b0" / f"part-{part_no:06d}.parquet", compression="lz4")
+            return
+        rows = rows.with_columns((pl.col("account_id").hash(seed=11) % buckets).alias("_b"))
+        for (k,), part in rows.partition_by("_b", as_dict=True).items():
+            part.drop("_b").write_parquet(spill / f"b{k}" / f"part-{part_no:06d}.parquet", compression="lz4")
+
+    parts = 0
+    pending: deque[Future] = deque()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for batch in read_events(paths, quarantine, stats, progress=progress):
+            if not batch.num_rows:
+                continue
+            pending.append(pool.submit(reduce, parts, batch))
+            parts += 1
+            while len(pending) >= 2 * workers:
+                pending.popleft().result()
+        while pending:
+            pending.popleft().result()
     return parts
 
 

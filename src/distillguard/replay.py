@@ -18,7 +18,7 @@ import polars as pl
 import xxhash
 
 from .features.account import SUM_COLUMNS, derive, snapshots, tick_aggregates
-from .features.linking import components_at, link_pairs
+from .features.linking import LinkGraph, link_pairs
 from .scoring.model import AccountModel
 from .scoring.policy import Policy
 from .scoring.rules import Rule, fire
@@ -32,9 +32,11 @@ class ReplayConfig:
     window_ms: int = 3_600_000
     cluster_every_ms: int = 900_000
     min_window_events: int = 20
-    # A linked account inherits its cluster's verdict only with some extraction-shaped traffic
-    # of its own: guilt by association alone would punish a family member sharing a card.
+    # A linked account inherits its cluster's verdict only with some evidence of its own (mostly
+    # extraction-shaped traffic, or a model score well above an ordinary user's): guilt by
+    # association alone would punish a family member sharing a card.
     propagate_min_extract: float = 0.5
+    propagate_min_own: float = 0.3
 
 
 def _noisy_or(p: np.ndarray, fired: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -96,8 +98,8 @@ def replay(ticks: pl.DataFrame, links: pl.DataFrame, attrs: pl.DataFrame, model:
     accounts = snaps["account_id"].unique(maintain_order=True).to_list()
     index = {a: i for i, a in enumerate(accounts)}
     pairs = link_pairs(links)
+    graph = LinkGraph.build(pairs, index)
     prop_rows: list[pl.DataFrame] = []
-    cluster_flags: dict[int, tuple[int, list[str]]] = {}
     final_labels = np.arange(len(accounts))
     final_linked = np.zeros(len(accounts), dtype=bool)
     state_cols = ["account_id", "tick", "first_seen", "created", "own", "x_extract_share", *SUM_COLUMNS]
@@ -110,7 +112,7 @@ def replay(ticks: pl.DataFrame, links: pl.DataFrame, attrs: pl.DataFrame, model:
         last_pairs = -1
         for k, E in enumerate(epochs):
             say("clusters", 0.4 + 0.5 * k / max(1, len(epochs)))
-            labels, linked = components_at(pairs, E, index)
+            labels, linked = graph.components_at(E)
             if E >= t_end:
                 final_labels, final_linked = labels, linked
             if not linked.any():
@@ -124,31 +126,36 @@ def replay(ticks: pl.DataFrame, links: pl.DataFrame, attrs: pl.DataFrame, model:
             csum = now.group_by("label").agg(
                 [pl.col(c).sum() for c in SUM_COLUMNS] + [pl.col("first_seen").min(), pl.col("created").min(), pl.len().alias("members")]
             ).with_columns(pl.lit(E, dtype=pl.Int64).alias("tick"))
-            csum = derive(csum, cluster=True)
+            csum = derive(csum)
             c_score, c_fired, c_active = _score_block(csum, model, rules, "cluster", "x_", "n")
             c_lvl = policy.levels(c_score, csum["n"].to_numpy())
             # A cluster verdict reaches its members only through a reviewed cluster rule: the model
             # alone never convicts by association.
             c_lvl = np.where(c_fired.any(axis=1) if c_fired.size else False, c_lvl, np.minimum(c_lvl, 1)).astype(np.int8)
-            csum = csum.with_columns(pl.Series("c_score", c_score), pl.Series("c_lvl", c_lvl))
-            contrib = model.contributions(csum)
-            for i in np.flatnonzero(c_lvl >= 2):
-                lab = int(csum["label"][int(i)])
-                rs = _reasons(c_fired[i], c_active, contrib[i], model.features)
-                for a in now.filter(pl.col("label") == lab)["account_id"].to_list():
-                    cluster_flags.setdefault(index[a], (E, rs))
-            j = now.join(csum.select("label", "c_score", "c_lvl"), on="label")
-            j = j.filter((pl.col("c_lvl") >= 2) & (pl.col("x_extract_share") >= cfg.propagate_min_extract) & (pl.col("c_score") > pl.col("own")))
+            flagged_c = np.flatnonzero(c_lvl >= 2)
+            if flagged_c.size == 0:
+                continue
+            contrib = model.contributions(csum[flagged_c.tolist()])
+            c_reasons = [";".join("cluster:" + r for r in _reasons(c_fired[i], c_active, contrib[k], model.features))
+                         for k, i in enumerate(flagged_c)]
+            csum = csum.with_columns(pl.Series("c_score", c_score), pl.Series("c_lvl", c_lvl))[flagged_c.tolist()]
+            csum = csum.with_columns(pl.Series("c_reasons", c_reasons, dtype=pl.String))
+            j = now.join(csum.select("label", "c_score", "c_lvl", "c_reasons"), on="label")
+            own_evidence = (pl.col("x_extract_share") >= cfg.propagate_min_extract) | (pl.col("own") >= cfg.propagate_min_own)
+            j = j.filter((pl.col("c_lvl") >= 2) & own_evidence & (pl.col("c_score") > pl.col("own")))
             if j.height:
-                prop_rows.append(j.select("account_id", pl.col("tick"), pl.col("c_score"), pl.col("c_lvl").cast(pl.Int8), pl.col("n"), "label"))
+                prop_rows.append(j.select("account_id", "tick", "c_score", pl.col("c_lvl").cast(pl.Int8), "n", "label", "c_reasons"))
         if not epochs or epochs[-1] < t_end:
-            final_labels, final_linked = components_at(pairs, t_end, index)
+            final_labels, final_linked = graph.components_at(t_end)
     say("decisions", 0.9)
 
     # First flag per account: own decisions and cluster-propagated ones.
     own_flag = snaps.filter(pl.col("lvl") >= 2).group_by("account_id").agg(pl.col("tick").min().alias("t_own"))
-    prop = pl.concat(prop_rows) if prop_rows else pl.DataFrame(schema={"account_id": pl.String, "tick": pl.Int64, "c_score": pl.Float64, "c_lvl": pl.Int8, "n": pl.Float64, "label": pl.Int64})
-    prop_flag = prop.group_by("account_id").agg(pl.col("tick").min().alias("t_prop"), pl.col("c_lvl").max().alias("p_lvl"), pl.col("c_score").last().alias("p_last"))
+    prop = pl.concat(prop_rows) if prop_rows else pl.DataFrame(schema={"account_id": pl.String, "tick": pl.Int64, "c_score": pl.Float64,
+                                                                     "c_lvl": pl.Int8, "n": pl.Float64, "label": pl.Int64, "c_reasons": pl.String})
+    prop_flag = prop.sort("tick").group_by("account_id").agg(
+        pl.col("tick").min().alias("t_prop"), pl.col("c_lvl").max().alias("p_lvl"), pl.col("c_score").last().alias("p_last"),
+        pl.col("c_reasons").first().alias("p_reasons"))
 
     last = snaps.group_by("account_id", maintain_order=True).agg(
         pl.col("n").last().alias("events"), pl.col("own").last().alias("score_last"),
@@ -170,15 +177,15 @@ def replay(ticks: pl.DataFrame, links: pl.DataFrame, attrs: pl.DataFrame, model:
     imax = acc["_imax"].to_numpy().astype(np.int64)
     contrib_cum = model.contributions(snaps[imax.tolist()], "x_")
     reasons = []
-    for k, a in enumerate(acc["account_id"].to_list()):
+    p_reasons = acc["p_reasons"].to_list()
+    for k in range(acc.height):
         i = imax[k]
         if s_win[i] > s_cum[i]:
             rs = _reasons(f_win[i], a_win, model.contributions(snaps[[int(i)]], "w_x_")[0], model.features, "window:")
         else:
             rs = _reasons(f_cum[i], a_cum, contrib_cum[k], model.features)
-        ci = index[a]
-        if ci in cluster_flags and acc["t_prop"][k] is not None:
-            rs = rs + ["cluster:" + r for r in cluster_flags[ci][1]]
+        if p_reasons[k]:
+            rs = rs + p_reasons[k].split(";")
         reasons.append(";".join(dict.fromkeys(rs)))
     acc = acc.with_columns(pl.Series("reasons", reasons, dtype=pl.String))
 

@@ -48,7 +48,7 @@ def labeled_snapshots(inputs: Sequence[str], labels_csv: str | Path, cfg: Replay
     return df.with_columns((1.0 / pl.len().over("account_id")).alias("w"))
 
 
-def train(inputs: Sequence[str], labels_csv: str | Path, out: str | Path, *, C: float = 0.5, version: str | None = None) -> AccountModel:
+def train(inputs: Sequence[str], labels_csv: str | Path, out: str | Path, *, C: float = 0.05, version: str | None = None) -> AccountModel:
     """Fit the sign-constrained logistic model on labeled traffic and write it to ``out``."""
     cfg = ReplayConfig()
     df = labeled_snapshots(inputs, labels_csv, cfg)

@@ -55,10 +55,11 @@ FEATURES = [
     "log_n", "novelty", "nd_share", "tpl_share", "single_share", "reason_share", "maxout_share",
     "rubric_share", "exam_share", "code_share", "shape_share", "trunc_share", "log_out_tok",
     "hod_cover", "duty", "iat_cv", "log_rate", "young", "lang_spread", "tools_share", "extract_share", "log_extract",
+    "global_novelty",
 ]
 
 
-def derive(df: pl.DataFrame, prefix: str = "", now_col: str = "tick", cluster: bool = False) -> pl.DataFrame:
+def derive(df: pl.DataFrame, prefix: str = "", now_col: str = "tick") -> pl.DataFrame:
     """Scale-free behavioural features from the running sums (prefix ``w_`` for the window).
 
     Returns ``df`` with one column per name in ``FEATURES`` (prefixed ``prefix + "x_"``).
@@ -74,10 +75,11 @@ def derive(df: pl.DataFrame, prefix: str = "", now_col: str = "tick", cluster: b
     shape = (c("logprobs") + c("effort") + c("multi_n") + c("big_max")) / (4 * n)
     feats = {
         "log_n": c("n").log1p(),
-        # Distinct prompts over events. For a cluster (sums of members) the prompts first seen in
-        # the whole log bound it too: evaluators re-running one public benchmark repeat each
-        # other, a campaign splitting its sweep over accounts does not.
-        "novelty": (pl.min_horizontal(c("new_exact"), c("new_global")) if cluster else c("new_exact")) / n,
+        # Distinct prompts (per account; summed over a cluster's members) over events.
+        "novelty": c("new_exact") / n,
+        # Prompts never seen before anywhere in the log: evaluators re-running one public
+        # benchmark repeat each other; a campaign splitting a sweep over its accounts does not.
+        "global_novelty": c("new_global") / n,
         "nd_share": c("nd") / text,
         "tpl_share": c("tpl") / text,
         "single_share": c("single") / n,

@@ -10,6 +10,8 @@ templates). Computed with scipy's connected components, so an epoch costs O(pair
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import polars as pl
 from scipy.sparse import coo_matrix
@@ -40,26 +42,46 @@ def link_pairs(rows: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def components_at(pairs: pl.DataFrame, epoch: int, account_index: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Cluster labels at ``epoch`` for the accounts in ``account_index``.
+@dataclass
+class LinkGraph:
+    """Account–key pairs as integer arrays, so each cluster epoch is a few vectorised passes."""
 
-    Returns ``(labels, linked)``: component label per account index, and a bool mask of accounts
-    that share at least one active key with another account.
-    """
-    n = len(account_index)
-    act = pairs.filter(pl.col("first_ts") <= epoch)
-    if act.height:
-        deg = act.group_by("key", "kind").agg(pl.len().alias("deg"))
-        caps = pl.col("kind").replace_strict(KEY_CAP, default=100, return_dtype=pl.Int64)
-        keep = deg.filter((pl.col("deg") >= 2) & (pl.col("deg") <= caps)).select("key")
-        act = act.join(keep, on="key", how="semi")
-    if act.height == 0:
-        return np.arange(n), np.zeros(n, dtype=bool)
-    acc = act["account_id"].replace_strict(account_index, return_dtype=pl.Int64).to_numpy()
-    keys, key_idx = np.unique(act["key"].to_numpy(), return_inverse=True)
-    m = len(keys)
-    g = coo_matrix((np.ones(len(acc)), (acc, n + key_idx)), shape=(n + m, n + m))
-    _, labels = connected_components(g, directed=False)
-    linked = np.zeros(n, dtype=bool)
-    linked[np.unique(acc)] = True
-    return labels[:n], linked
+    acc: np.ndarray  # account index per pair
+    key: np.ndarray  # key code per pair
+    first_ts: np.ndarray  # when the pair became active
+    cap: np.ndarray  # per key code: most accounts before the key counts as common
+    n_accounts: int
+
+    @classmethod
+    def build(cls, pairs: pl.DataFrame, account_index: dict[str, int]) -> "LinkGraph":
+        if pairs.height == 0:
+            z = np.zeros(0, dtype=np.int64)
+            return cls(z, z, z, z, len(account_index))
+        acc = pairs["account_id"].replace_strict(account_index, return_dtype=pl.Int64).to_numpy()
+        keys, key = np.unique(pairs["key"].to_numpy(), return_inverse=True)
+        kinds = pl.Series(keys).str.split(":").list.first()
+        cap = kinds.replace_strict(KEY_CAP, default=100, return_dtype=pl.Int64).to_numpy()
+        return cls(acc, key.astype(np.int64), pairs["first_ts"].to_numpy(), cap, len(account_index))
+
+    def components_at(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        """(component label per account, mask of accounts linked to another) at ``epoch``."""
+        n = self.n_accounts
+        act = self.first_ts <= epoch
+        if not act.any():
+            return np.arange(n), np.zeros(n, dtype=bool)
+        deg = np.bincount(self.key[act], minlength=len(self.cap))
+        keep = act & (deg[self.key] >= 2) & (deg[self.key] <= self.cap[self.key])
+        if not keep.any():
+            return np.arange(n), np.zeros(n, dtype=bool)
+        acc, key = self.acc[keep], self.key[keep]
+        m = len(self.cap)
+        g = coo_matrix((np.ones(len(acc)), (acc, n + key)), shape=(n + m, n + m))
+        _, labels = connected_components(g, directed=False)
+        linked = np.zeros(n, dtype=bool)
+        linked[acc] = True
+        return labels[:n], linked
+
+
+def components_at(pairs: pl.DataFrame, epoch: int, account_index: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Cluster labels at ``epoch`` for the accounts in ``account_index`` (see ``LinkGraph``)."""
+    return LinkGraph.build(pairs, account_index).components_at(epoch)

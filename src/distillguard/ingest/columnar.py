@@ -101,7 +101,7 @@ def coerce_typed(kind: str, arr: pa.Array) -> tuple[pa.Array, np.ndarray]:
     # kind == "int"
     if pa.types.is_integer(t):
         if pa.types.is_uint64(t):
-            big = _np_bool(pc.fill_null(pc.greater(arr, _INT64_MAX), False))
+            big = _np_bool(pc.fill_null(pc.greater(arr, pa.scalar(_INT64_MAX, pa.uint64())), False))
             vals = arr.cast(pa.int64(), safe=False)
             return _mask(vals, big), big
         return arr.cast(pa.int64()), none
@@ -307,7 +307,19 @@ def row_json(table: pa.Table | pa.RecordBatch) -> Callable[[int], bytes]:
     """Raw-record text for quarantine: the row as a JSON object (values as read)."""
 
     def raw_of(i: int) -> bytes:
-        row = {name: table.column(name)[i].as_py() for name in table.column_names}
-        return orjson.dumps(row, default=repr, option=orjson.OPT_NON_STR_KEYS)
+        row = {name: _cell(table.column(name), i) for name in table.column_names}
+        try:
+            return orjson.dumps(row, default=repr, option=orjson.OPT_NON_STR_KEYS)
+        except (TypeError, orjson.JSONEncodeError):  # e.g. lone surrogates, huge ints
+            return repr(row).encode("utf-8", "replace")
 
     return raw_of
+
+
+def _cell(col, i: int):
+    """Python value of one cell; the raw number for timestamps Python cannot represent."""
+    scalar = col[i]
+    try:
+        return scalar.as_py()
+    except (OverflowError, ValueError):
+        return getattr(scalar, "value", repr(scalar))

@@ -28,7 +28,14 @@ from .tabular import read_csv, read_parquet
 log = logging.getLogger(__name__)
 
 BLOCK_BYTES = 8 << 20  # JSONL bytes per validation task
-WORKERS = max(1, min(2, os.cpu_count() or 1))
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))  # respects CPU pinning / container limits
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+WORKERS = max(1, min(4, _cpus()))
 IN_FLIGHT = WORKERS + 1  # items queued or being validated
 
 Rejects = list[tuple[int, str, bytes]]

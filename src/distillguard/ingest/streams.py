@@ -48,10 +48,14 @@ def iter_chunks(path: str, compression: str | None, progress: Progress = None) -
     Raises
     ------
     StreamError
-        After the last good chunk, when the stream is truncated (``truncated_stream``)
-        or undecodable (``corrupt_stream``).
+        After the last good chunk, when the stream is truncated (``truncated_stream``),
+        undecodable (``corrupt_stream``) or the file cannot be read (``unreadable_file``).
     """
-    with open(path, "rb") as fh:
+    try:
+        fh = open(path, "rb")
+    except OSError as exc:  # permissions, a directory, vanished since the check
+        raise StreamError("unreadable_file", f"{type(exc).__name__}: {exc}") from None
+    with fh:
         raw = _raw_chunks(fh, progress)
         if compression is None:
             yield from raw
@@ -65,7 +69,10 @@ def iter_chunks(path: str, compression: str | None, progress: Progress = None) -
 
 def _raw_chunks(fh, progress: Progress) -> Iterator[bytes]:
     while True:
-        data = fh.read(RAW_CHUNK)
+        try:
+            data = fh.read(RAW_CHUNK)
+        except OSError as exc:  # I/O error mid-file: keep what was read
+            raise StreamError("unreadable_file", f"{type(exc).__name__}: {exc}") from None
         if not data:
             return
         if progress is not None:

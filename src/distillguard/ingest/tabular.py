@@ -9,6 +9,7 @@ stream becomes ``truncated_stream`` / ``corrupt_stream``.
 from __future__ import annotations
 
 import io
+import logging
 import os
 from typing import Iterator
 
@@ -21,6 +22,8 @@ import pyarrow.parquet as pq
 from ..schema import EVENT_SCHEMA, FIELD_KINDS
 from .columnar import assemble, coerce_text, coerce_typed, row_json
 from .streams import Progress, StreamError, iter_chunks
+
+log = logging.getLogger(__name__)
 
 Rejects = list[tuple[int, str, bytes]]
 CSV_BLOCK = 8 << 20
@@ -53,11 +56,8 @@ def read_parquet(path: str, source_index: int, progress: Progress, batch_rows: i
             yield EVENT_SCHEMA.empty_table(), [(row + 1, "unreadable_file", _error_text(exc))]
             break
         n = batch.num_rows
-        cols, bad = {}, {}
-        for name in columns:
-            cols[name], bad[name] = coerce_typed(FIELD_KINDS[name], batch.column(name))
         lines = np.arange(row + 1, row + n + 1, dtype=np.int64)
-        yield assemble(cols, bad, n, lines, source_index, row_json(batch))
+        yield _guarded(_validate_parquet_batch, batch, columns, lines, source_index)
         row += n
         if progress is not None:
             now = size * row // total
@@ -65,6 +65,33 @@ def read_parquet(path: str, source_index: int, progress: Progress, batch_rows: i
             reported = now
     if progress is not None and reported < size:
         progress(size - reported)
+
+
+def _validate_parquet_batch(batch: pa.RecordBatch, columns: list[str], lines: np.ndarray, source_index: int):
+    cols, bad = {}, {}
+    for name in columns:
+        cols[name], bad[name] = coerce_typed(FIELD_KINDS[name], batch.column(name))
+    return assemble(cols, bad, batch.num_rows, lines, source_index, row_json(batch))
+
+
+def _guarded(validate, batch: pa.RecordBatch, *args) -> tuple[pa.Table, Rejects]:
+    """Run a batch validator; if it fails (a bug, or a type nobody foresaw), quarantine
+    the batch's rows with ``internal_error`` instead of stopping the run."""
+    try:
+        return validate(batch, *args)
+    except Exception as exc:  # noqa: BLE001
+        log.exception("validating a batch failed; its rows go to quarantine")
+        lines = args[-2]
+        raw_of = row_json(batch)
+        note = f"{type(exc).__name__}: {exc}".encode("utf-8", "replace")
+        rejects = []
+        for i in range(batch.num_rows):
+            try:
+                raw = raw_of(i)
+            except Exception:  # noqa: BLE001
+                raw = note
+            rejects.append((int(lines[i]), "internal_error", raw))
+        return EVENT_SCHEMA.empty_table(), rejects
 
 
 class _ChunkReader(io.RawIOBase):
@@ -158,7 +185,7 @@ def read_csv(path: str, compression: str | None, source_index: int, progress: Pr
         lines, next_line = _csv_lines(next_line, n, invalid)
         rejects = _drain_invalid(invalid, next_line) + unknown_rows
         unknown_rows = []
-        table, row_rejects = _validate_csv_batch(batch, lines, source_index)
+        table, row_rejects = _guarded(_validate_csv_batch, batch, lines, source_index)
         yield table, sorted(rejects + row_rejects, key=lambda r: r[0])
     rejects = _drain_invalid(invalid, None) + unknown_rows
     if source.error is not None:

@@ -33,7 +33,7 @@ SIGNS = {
     "maxout_share": 1, "rubric_share": 1, "exam_share": 1, "code_share": None, "shape_share": 1,
     "trunc_share": None, "log_out_tok": None, "hod_cover": None, "duty": None, "iat_cv": None, "log_rate": None,
     "young": 1, "lang_spread": 1, "tools_share": -1, "extract_share": 1,
-    "log_extract": 1,
+    "log_extract": 1, "global_novelty": None,
 }
 
 
@@ -82,20 +82,25 @@ class AccountModel:
         return cls(np.array([coef.get(f, 0.0) for f in FEATURES]), float(d["intercept"]), tuple(FEATURES), d.get("meta"))
 
 
-def fit(X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None, C: float = 0.5, meta: dict | None = None) -> AccountModel:
-    """Fit the sign-constrained logistic model.
+def fit(X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None, C: float = 0.05, meta: dict | None = None) -> AccountModel:
+    """Fit the sign-constrained logistic model (L2 penalty on the raw, mostly [0, 1] features).
 
     Features whose fitted sign contradicts ``SIGNS`` are dropped (coefficient 0) and the model is
     refitted without them, so every remaining contribution reads in its natural direction.
+    (Penalising in standard units was tried: it let rarely non-zero features such as the
+    single-turn share take larger weights and raised false positives on held-out routers.)
     """
     allowed = np.array([SIGNS[f] is not None for f in FEATURES])
+    coef = np.zeros(len(FEATURES))
+    intercept = 0.0
     for _ in range(len(FEATURES)):
         lr = LogisticRegression(C=C, max_iter=2000, class_weight="balanced")
         lr.fit(X[:, allowed], y, sample_weight=sample_weight)
         coef = np.zeros(len(FEATURES))
         coef[allowed] = lr.coef_[0]
+        intercept = float(lr.intercept_[0])
         bad = [i for i, f in enumerate(FEATURES) if allowed[i] and (SIGNS[f] or 0) * coef[i] < 0]
         if not bad:
-            return AccountModel(coef, float(lr.intercept_[0]), tuple(FEATURES), meta)
+            break
         allowed[bad] = False
-    return AccountModel(coef, float(lr.intercept_[0]), tuple(FEATURES), meta)
+    return AccountModel(coef, intercept, tuple(FEATURES), meta)
