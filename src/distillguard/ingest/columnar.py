@@ -24,6 +24,7 @@ ts    RFC 3339 text, integer epoch ms, integral     RFC 3339 text or integer epo
 from __future__ import annotations
 
 import math
+import re
 from typing import Callable
 
 import numpy as np
@@ -36,6 +37,7 @@ from .timestamps import parse_ts_column
 
 _INT_RE = r"^[+-]?[0-9]{1,18}$"  # always fits int64: cast without overflow checks
 _NUM_RE = r"^[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$"
+_NUM_TEXT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _TRUE = ("true", "1")
 _FALSE = ("false", "0")
@@ -200,14 +202,14 @@ def coerce_text(kind: str, arr: pa.Array) -> tuple[pa.Array, np.ndarray]:
 
 
 def _text_to_int(s: str) -> int | None:
+    """Integer value of a number text (integral floats too), or None."""
     s = s.strip()
+    if _NUM_TEXT.fullmatch(s) is None:  # Python would also take "1_000", "٣", "nan"
+        return None
     try:
         v = int(s)
     except ValueError:
-        try:
-            f = float(s)
-        except ValueError:
-            return None
+        f = float(s)
         if not (math.isfinite(f) and f.is_integer()):
             return None
         v = int(f)
@@ -317,9 +319,13 @@ def row_json(table: pa.Table | pa.RecordBatch) -> Callable[[int], bytes]:
 
 
 def _cell(col, i: int):
-    """Python value of one cell; the raw number for timestamps Python cannot represent."""
-    scalar = col[i]
+    """Python value of one cell; the stored number for dates/times Python cannot represent."""
     try:
-        return scalar.as_py()
-    except (OverflowError, ValueError):
-        return getattr(scalar, "value", repr(scalar))
+        return col[i].as_py()
+    except Exception:  # noqa: BLE001 - out-of-range temporal values, exotic types
+        pass
+    try:
+        width = col.type.bit_width
+        return col.slice(i, 1).view(pa.int64() if width == 64 else pa.int32())[0].as_py()
+    except Exception:  # noqa: BLE001
+        return f"<unprintable {col.type}>"

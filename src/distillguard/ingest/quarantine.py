@@ -19,15 +19,16 @@ QUARANTINE_FILE = "quarantine.jsonl"
 
 
 def truncate_record(raw: bytes | str, limit: int = RECORD_LIMIT) -> str:
-    """Raw record text as it is written to quarantine: at most ``limit`` UTF-8 bytes.
+    """Raw record text as it is written to quarantine: at most ``limit`` bytes of UTF-8.
 
-    The cut never splits a multi-byte character (it moves back to the character's first
-    byte); bytes that are not valid UTF-8 become U+FFFD, so the result is always valid text.
+    Bytes that are not valid UTF-8 (and lone surrogates in a ``str``) become U+FFFD, so
+    the result is always valid text; the cut never splits a character, and the result
+    encodes to at most ``limit`` bytes even after those replacements.
 
     Parameters
     ----------
     raw : bytes or str
-        The record as read. A ``str`` may hold lone surrogates (they are replaced too).
+        The record as read.
     limit : int, default 2048
 
     Returns
@@ -38,16 +39,21 @@ def truncate_record(raw: bytes | str, limit: int = RECORD_LIMIT) -> str:
         raw = raw.encode("utf-8", "surrogatepass")
     elif not isinstance(raw, (bytes, bytearray)):
         raw = bytes(raw)
+    # Every input byte yields at least one output byte, so a prefix of ``limit`` bytes
+    # holds all that can be kept; cut it before a character that straddles the limit.
     if len(raw) > limit:
         cut = limit
-        # raw[cut] is the first byte dropped; if it continues a character, drop that
-        # character's leading bytes as well (a UTF-8 character is at most 4 bytes).
         while cut > limit - 3 and (raw[cut] & 0xC0) == 0x80:
             cut -= 1
         if (raw[cut] & 0xC0) == 0x80:  # not UTF-8 here anyway: plain byte cut
             cut = limit
         raw = raw[:cut]
-    return bytes(raw).decode("utf-8", "replace")
+    text = bytes(raw).decode("utf-8", "replace")
+    encoded = text.encode("utf-8")
+    if len(encoded) <= limit:
+        return text
+    # Replacement characters (3 bytes each) pushed it over: cut again, on a boundary.
+    return encoded[:limit].decode("utf-8", "ignore")
 
 
 class Quarantine:

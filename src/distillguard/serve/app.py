@@ -1,0 +1,197 @@
+"""The HTTP API (FastAPI).
+
+=====================================  =========  ===============================================
+``POST /v1/events``                    ingest     JSON array or NDJSON of exchange records
+``POST /v1/traces``                    ingest     OTLP/JSON trace export of GenAI spans
+``GET  /v1/decisions/{account_id}``    decide     the account's current decision
+``GET  /v1/decisions``                 decide     all decisions (``?flagged=true``, ``?action=``)
+``POST /v1/admin/refresh``             admin      recompute decisions now (blocks until done)
+``GET  /healthz``                      —          liveness + counts
+``GET  /metrics``                      admin      Prometheus text
+=====================================  =========  ===============================================
+
+Bodies are validated exactly as the scan validates files: bad records go to the state dir's
+``quarantine.jsonl`` (source ``http:/v1/events``, line = the record's number in the body) and
+are counted as ``rejected``; the rest are ``accepted`` or, when their ``request_id`` was
+already accepted, ``duplicate``. A 200 answer means the accepted exchanges are durable.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from typing import Any, Callable
+
+import orjson
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from .auth import Principal, TokenAuth
+from .engine import Engine, IngestResult
+from .otel import otlp_to_records
+
+log = logging.getLogger("distillguard.serve")
+
+JSON = "application/json"
+
+
+def _json(obj: Any, status: int = 200, headers: dict | None = None) -> Response:
+    return Response(orjson.dumps(obj), status_code=status, media_type=JSON, headers=headers)
+
+
+def split_body(body: bytes) -> list:
+    """Records of a request body: a JSON array's items, or NDJSON lines (raw bytes).
+
+    Raises ``ValueError`` when a body that starts with ``[`` is not a JSON array.
+    """
+    head = body.lstrip(b" \t\r\n\xef\xbb\xbf")[:1]
+    if head == b"[":
+        items = orjson.loads(body)  # orjson.JSONDecodeError is a ValueError
+        if not isinstance(items, list):
+            raise ValueError("not a JSON array")
+        return items
+    lines = body.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    return lines
+
+
+class Service:
+    """What the app serves: an engine, its ingest path (embedded or Redis) and the token check."""
+
+    def __init__(self, engine: Engine, auth: TokenAuth | None, *, ingest: Callable[[list, str], IngestResult] | None = None,
+                 on_start: list[Callable[[], None]] | None = None, on_stop: list[Callable[[], None]] | None = None):
+        self.engine = engine
+        self.auth = auth
+        self.ingest = ingest or engine.ingest
+        self.on_start = on_start or []
+        self.on_stop = on_stop or []
+
+    def principal(self, request: Request, scope: str) -> Principal | None:
+        if self.auth is None:  # --no-auth (explicit, loopback development only)
+            return None
+        m = self.engine.metrics
+        p = self.auth.check(request.headers.get("authorization"))
+        if p is None:
+            m.auth_failures.labels("unauthenticated").inc()
+            raise HTTPException(401, "missing or invalid bearer token", headers={"WWW-Authenticate": 'Bearer realm="distillguard"'})
+        if not p.allows(scope):
+            m.auth_failures.labels("forbidden").inc()
+            log.warning("token %s lacks scope %s for %s %s", p.name, scope, request.method, request.url.path)
+            raise HTTPException(403, f"token lacks the '{scope}' scope")
+        return p
+
+
+def create_app(service: Service, *, start_engine: bool = True) -> FastAPI:
+    engine = service.engine
+    cfg = engine.cfg
+    metrics = engine.metrics
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if start_engine:
+            await run_in_threadpool(engine.start)
+        for fn in service.on_start:
+            fn()
+        try:
+            yield
+        finally:
+            for fn in service.on_stop:
+                try:
+                    fn()
+                except Exception:  # pragma: no cover - shutdown best effort
+                    log.exception("shutdown hook failed")
+            if start_engine:
+                await run_in_threadpool(engine.close)
+
+    app = FastAPI(title="distillguard", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.service = service
+
+    async def _body(request: Request) -> bytes:
+        n = request.headers.get("content-length")
+        if n is not None and n.isdigit() and int(n) > cfg.max_body_bytes:
+            raise HTTPException(413, f"body over {cfg.max_body_bytes} bytes")
+        chunks, size = [], 0
+        async for c in request.stream():
+            size += len(c)
+            if size > cfg.max_body_bytes:
+                raise HTTPException(413, f"body over {cfg.max_body_bytes} bytes")
+            chunks.append(c)
+        return b"".join(chunks)
+
+    @app.post("/v1/events")
+    async def post_events(request: Request) -> Response:
+        service.principal(request, "ingest")
+        body = await _body(request)
+        try:
+            records = split_body(body)
+        except ValueError:
+            engine.quarantine.add("http:/v1/events", 1, "invalid_json", body)
+            engine.quarantine.flush()
+            metrics.quarantine.labels("invalid_json").inc()
+            metrics.events.labels("rejected").inc()
+            return _json({"received": 1, "accepted": 0, "duplicate": 0, "rejected": 1,
+                          "rejects": [{"line": 1, "reason": "invalid_json"}], "error": "body is not a JSON array"}, 400)
+        res = await run_in_threadpool(service.ingest, records, "http:/v1/events")
+        return _json(res.as_dict())
+
+    @app.post("/v1/traces")
+    async def post_traces(request: Request) -> Response:
+        service.principal(request, "ingest")
+        body = await _body(request)
+        try:
+            doc = orjson.loads(body)
+        except ValueError:
+            raise HTTPException(400, "OTLP body is not JSON (only OTLP/JSON is accepted)")
+        if "protobuf" in (request.headers.get("content-type") or ""):
+            raise HTTPException(415, "only OTLP/JSON is accepted")
+        records, skipped = otlp_to_records(doc)
+        res = await run_in_threadpool(service.ingest, records, "http:/v1/traces")
+        out = res.as_dict()
+        out["ignored_spans"] = skipped
+        if res.rejected:
+            out["partialSuccess"] = {"rejectedSpans": res.rejected, "errorMessage": "spans not mappable to exchanges; see quarantine"}
+        return _json(out)
+
+    @app.get("/v1/decisions/{account_id:path}")
+    async def get_decision(account_id: str, request: Request) -> Response:
+        service.principal(request, "decide")
+        doc = engine.decisions.get(account_id)
+        if doc is None:
+            metrics.decision_lookups.labels("false").inc()
+            return _json({"account_id": account_id, "action": "none", "known": False, "detail": "no exchanges of this account"}, 404)
+        metrics.decision_lookups.labels("true").inc()
+        return Response(doc, media_type=JSON)
+
+    @app.get("/v1/decisions")
+    async def list_decisions(request: Request, flagged: bool | None = None, action: str | None = None) -> Response:
+        service.principal(request, "decide")
+        docs = [orjson.loads(b) for b in list(engine.decisions.values())]
+        if flagged is not None:
+            docs = [d for d in docs if d["flagged"] == flagged]
+        if action is not None:
+            docs = [d for d in docs if d["action"] == action]
+        docs.sort(key=lambda d: (-d["score"], d["account_id"]))
+        return _json({"count": len(docs), "decisions": docs})
+
+    @app.post("/v1/admin/refresh")
+    async def admin_refresh(request: Request) -> Response:
+        service.principal(request, "admin")
+        await run_in_threadpool(engine.refresh, True)
+        return _json(engine.health())
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        return _json(engine.health())
+
+    @app.get("/metrics")
+    async def get_metrics(request: Request) -> Response:
+        service.principal(request, "admin")
+        return Response(metrics.render(), media_type=metrics.content_type)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    return app

@@ -1,0 +1,69 @@
+"""Every knob of the online service in one dataclass (CLI flags and the policy YAML fill it)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+
+@dataclass
+class ServeConfig:
+    """Configuration of one service replica.
+
+    Detection knobs are the scan's own (``tick_ms`` is ``ReplayConfig.tick_ms``, rules, model
+    and policy are the same files), so a log replayed through the service and scanned with the
+    same settings gives the same flags.
+    """
+
+    state_dir: Path = Path("distillguard-state")
+    # Detection (same meaning as in ``scan``).
+    tick_ms: int = 60_000
+    rules_dir: Path | None = None
+    model_path: Path | None = None
+    policy_path: Path | None = None
+    # Refresh: decisions are recomputed when new exchanges are pending and either ``refresh_ms``
+    # of wall-clock time passed since the last refresh, or the newest event time crossed a tick
+    # boundary and at least ``min_refresh_ms`` passed.
+    refresh_ms: int = 2_000
+    min_refresh_ms: int = 250
+    # Safe roll-out: shadow the whole policy (compute, log, export; enforce nothing) or some rules
+    # (decisions enforced as if those rules did not exist; the full decision is still exported).
+    shadow: bool = False
+    shadow_rules: tuple[str, ...] = ()
+    # Ingest limits.
+    max_body_bytes: int = 64 * 1024 * 1024
+    max_rejects_listed: int = 100
+    # Redis (production transport); None = embedded mode only.
+    redis_url: str | None = None
+    redis_prefix: str = "dg:"
+    raw_stream: str = "events"          # gateways XADD exchange records here (consumer group)
+    compact_stream: str = "compact"     # replicas publish compact rows here; every replica reads all
+    consumer_group: str = "distillguard"
+    consumer_name: str = field(default_factory=lambda: f"{os.uname().nodename}-{os.getpid()}")
+    claim_idle_ms: int = 30_000         # pending raw entries idle this long are re-claimed
+    read_count: int = 500
+    decision_ttl_s: int = 900
+    # Webhooks.
+    webhook_urls: tuple[str, ...] = ()
+    webhook_timeout_s: float = 5.0
+    webhook_retries: int = 5
+
+    def __post_init__(self) -> None:
+        self.state_dir = Path(self.state_dir)
+        self.shadow_rules = tuple(self.shadow_rules)
+        self.webhook_urls = tuple(self.webhook_urls)
+        if self.policy_path:
+            # Shadow settings may live in the policy file next to the thresholds (the scan's
+            # Policy ignores these keys): ``shadow: true`` and/or ``shadow_rules: [dg-001, ...]``.
+            d = yaml.safe_load(Path(self.policy_path).read_text()) or {}
+            self.shadow = self.shadow or bool(d.get("shadow", False))
+            self.shadow_rules = tuple(dict.fromkeys([*self.shadow_rules, *map(str, d.get("shadow_rules", []) or [])]))
+        if not 0 < self.tick_ms <= 900_000:
+            raise ValueError("tick_ms must be in (0, 900000]: the spec refreshes decisions at least every 15 minutes")
+
+    def key(self, *parts: str) -> str:
+        """A Redis key under this deployment's prefix."""
+        return self.redis_prefix + ":".join(parts)

@@ -1,0 +1,501 @@
+"""The decision engine: the scan's detection code, fed incrementally.
+
+One code path with ``distillguard scan``. A request body goes through the same validator
+(``ingest.records_to_batch``, the rules of ``read_events``) and the same per-exchange reduction
+(``features.exchange.exchange_features``); accepted compact rows are committed to the embedded
+store (``store.Store``) before they are acknowledged. A refresh then computes exactly what the
+scan computes from the same rows:
+
+1. ``new_global`` (first time a prompt hash appears anywhere) as in ``pipeline.prepare``:
+   ``ts == min(ts)`` over all accepted rows of that hash.
+2. ``features.marks.account_ticks`` for the *affected* accounts only. Its output for one
+   account depends on nothing but that account's rows and their ``new_global`` marks, so the
+   cached tick sums, link rows and attributes of every other account are still exact. Affected
+   = accounts with new rows, plus accounts holding a row that just lost its ``new_global`` mark
+   because a new row of the same hash has an earlier ``ts``.
+3. ``replay.replay`` over all cached tick sums and link rows (the scan's replay, unchanged).
+
+Row order ties (same account, same ms) are broken by ``_line`` as in the scan: the service
+numbers records in the order it accepts them, so a log sent in file order is ordered as in the
+file, and the first of two records with the same ``request_id`` wins, as in the scan.
+
+Decisions: the replay gives, per account, the strongest action reached (``max_action``,
+``flagged``, ``first_flagged_ts``, the scan's ``action`` column) and the score at the end of the
+data. The *current* ``action`` is the action of the account's latest decision tick (the policy
+applied to its latest own score and event count, as the replay does at each tick) or of its
+latest cluster propagation, never above ``max_action``. Shadow mode changes only what is
+enforced (``action``); ``computed_action`` is what the policy says with every rule.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import orjson
+import polars as pl
+
+from ..features.exchange import exchange_features
+from ..features.marks import account_ticks
+from ..ingest import IngestStats, Quarantine, records_to_batch
+from ..replay import ReplayConfig, replay
+from ..report import ms_to_rfc3339
+from ..schema import ACTIONS
+from ..scoring.model import AccountModel
+from ..scoring.policy import Policy
+from ..scoring.rules import load_rules
+from .config import ServeConfig
+from .metrics import Metrics
+from .store import Store
+
+log = logging.getLogger("distillguard.serve")
+decision_log = logging.getLogger("distillguard.serve.decisions")
+
+# Columns of the compact rows the engine keeps in memory (``request_id`` stays in the store).
+DECISION_FIELDS = ("action", "computed_action", "max_action", "flagged", "score", "reasons", "cluster_id",
+                   "first_flagged_ts", "events", "events_before_flag", "shadow")
+
+
+class AppendQuarantine(Quarantine):
+    """``quarantine.jsonl`` of the state dir, appended to across restarts and flushed per request."""
+
+    def __init__(self, path: str | Path, max_records: int | None = 1_000_000):
+        super().__init__(None, max_records=max_records)
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = open(self.path, "ab")
+        self.written = 0
+
+    def flush(self) -> None:
+        with self._lock:
+            if self._fh is not None:
+                self._fh.flush()
+
+
+class _Collect:
+    """Per-request view of the quarantine: forwards every reject and lists the first few."""
+
+    def __init__(self, q: Quarantine, limit: int):
+        self.q, self.limit = q, limit
+        self.count = 0
+        self.items: list[dict] = []
+        self.reasons: dict[str, int] = {}
+
+    def add(self, source: str, line: int, reason: str, raw: bytes | str) -> None:
+        self.q.add(source, line, reason, raw)
+        self.count += 1
+        self.reasons[reason] = self.reasons.get(reason, 0) + 1
+        if len(self.items) < self.limit:
+            self.items.append({"line": int(line), "reason": reason})
+
+
+@dataclass
+class Prepared:
+    """A validated, reduced request body, not yet committed."""
+
+    rows: pl.DataFrame          # compact rows, ``_line`` = record number within the body (1-based)
+    records: int                # records in the body (valid + rejected; blank lines excluded)
+    span: int                   # line numbers the body uses (records + blank lines)
+    rejected: int
+    rejects: list[dict] = field(default_factory=list)
+    reasons: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class IngestResult:
+    received: int
+    accepted: int
+    duplicate: int
+    rejected: int
+    rejects: list[dict] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {"received": self.received, "accepted": self.accepted, "duplicate": self.duplicate,
+                "rejected": self.rejected, "rejects": self.rejects}
+
+
+def _level_names(levels: np.ndarray) -> list[str]:
+    return [ACTIONS[int(v)] for v in levels]
+
+
+class Engine:
+    """State, refresh and decisions of one replica. Thread-safe."""
+
+    def __init__(self, cfg: ServeConfig, metrics: Metrics | None = None):
+        self.cfg = cfg
+        self.metrics = metrics or Metrics()
+        self.rules = load_rules(cfg.rules_dir)
+        unknown = set(cfg.shadow_rules) - {r.id for r in self.rules}
+        if unknown:
+            raise ValueError(f"shadow rules not found: {sorted(unknown)}")
+        self.rules_enforced = [r for r in self.rules if r.id not in set(cfg.shadow_rules)]
+        self.model = AccountModel.from_json(cfg.model_path)
+        self.policy = Policy.from_yaml(cfg.policy_path) if cfg.policy_path else Policy()
+        self.replay_cfg = ReplayConfig(tick_ms=cfg.tick_ms)
+        self.store = Store(cfg.state_dir)
+        self.quarantine = AppendQuarantine(Path(cfg.state_dir) / "quarantine.jsonl")
+        self.stats = IngestStats()
+        # Called after each refresh with (changed decisions, action changes); must be quick.
+        self.listeners: list[Callable[[list[dict], list[dict]], None]] = []
+
+        self._lock = threading.Lock()            # ingest commit order
+        self._refresh_lock = threading.Lock()    # one refresh at a time
+        self._applied = threading.Condition(self._lock)
+        self.next_line = int(self.store.meta("next_line", "1") or 1)
+        self._pending: list[pl.DataFrame] = []
+        self._pending_rows = 0
+        self._pending_max_ts: int | None = None
+        self._rows: pl.DataFrame | None = None   # all accepted compact rows (no request_id)
+        self._firsts: pl.DataFrame | None = None  # h_exact -> t0 (first ts of the prompt hash)
+        self._ticks: pl.DataFrame | None = None
+        self._links: pl.DataFrame | None = None
+        self._attrs: pl.DataFrame | None = None
+        self._dframe: pl.DataFrame | None = None  # current decisions as a frame (change detection)
+        self._announced = self.store.load_actions()  # account -> (action, computed) last announced
+        # Set by ``webhooks.WebhookDispatcher``: turns an action change into a signed-webhook body
+        # queued in the store's outbox in the same transaction that records the change.
+        self.outbox_event: Callable[[dict], tuple[str, int, bytes]] | None = None
+        self.decisions: dict[str, bytes] = {}     # account_id -> JSON of the decision (GET reads it)
+        self.refreshed_at: float | None = None
+        self.refresh_wall_s: float | None = None
+        self.max_event_ts: int | None = None
+        self.refreshes = 0
+        self._last_tick: int | None = None
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+        stored = self.store.load()
+        if stored is not None and stored.height:
+            self._add_pending(stored.drop("request_id"))
+            log.info("loaded %d accepted exchanges from %s", stored.height, self.store.path)
+
+    # -- ingest ------------------------------------------------------------------------------
+
+    def prepare(self, records: list, source: str) -> Prepared:
+        """Validate (quarantining rejects) and reduce a body's records; nothing is committed."""
+        col = _Collect(self.quarantine, self.cfg.max_rejects_listed)
+        stats = IngestStats()
+        batch = records_to_batch(records, source, col, stats)  # type: ignore[arg-type]
+        self.quarantine.flush()
+        for reason, n in col.reasons.items():
+            self.metrics.quarantine.labels(reason).inc(n)
+        rows = exchange_features(batch) if batch.num_rows else None
+        if rows is None:
+            rows = pl.DataFrame()
+        return Prepared(rows, stats.read, len(records), col.count, col.items, col.reasons)
+
+    def apply(self, rows: pl.DataFrame, span: int, meta: dict[str, str] | None = None) -> tuple[int, int]:
+        """Commit a body's compact rows (numbered in acceptance order); return (accepted, duplicate).
+
+        ``rows['_line']`` is the record number within the body (1..span). Durable on return.
+        """
+        with self._lock:
+            base = self.next_line
+            n_in = rows.height
+            if n_in:
+                rows = rows.unique("request_id", keep="first", maintain_order=True).with_columns(
+                    pl.lit(0, dtype=pl.Int32).alias("_source"), (pl.col("_line") + (base - 1)).cast(pl.Int64).alias("_line"))
+            self.next_line = base + max(span, 0)
+            m = {"next_line": str(self.next_line), **(meta or {})}
+            if not n_in and not meta:
+                self._applied.notify_all()
+                return 0, 0
+            try:
+                new = self.store.commit(rows if n_in else pl.DataFrame(schema={"request_id": pl.String}), m)
+            except BaseException:
+                self.next_line = base
+                raise
+            if new.height:
+                self._add_pending(new.drop("request_id"))
+            self._applied.notify_all()
+        accepted = new.height
+        duplicate = n_in - accepted
+        self.metrics.events.labels("accepted").inc(accepted)
+        self.metrics.events.labels("duplicate").inc(duplicate)
+        if accepted:
+            self._wake.set()
+        return accepted, duplicate
+
+    def ingest(self, records: list, source: str = "http:/v1/events") -> IngestResult:
+        """Validate, reduce, commit (embedded mode). Returns the counts for the response."""
+        t0 = time.perf_counter()
+        p = self.prepare(records, source)
+        accepted, duplicate = self.apply(p.rows, p.span)
+        self.metrics.events.labels("rejected").inc(p.rejected)
+        self.metrics.ingest_seconds.observe(time.perf_counter() - t0)
+        return IngestResult(p.records, accepted, duplicate, p.rejected, p.rejects)
+
+    def _add_pending(self, rows: pl.DataFrame) -> None:
+        self._pending.append(rows)
+        self._pending_rows += rows.height
+        mx = rows["ts"].max()
+        if mx is not None:
+            self._pending_max_ts = mx if self._pending_max_ts is None else max(self._pending_max_ts, mx)
+        self.metrics.pending.set(self._pending_rows)
+
+    # -- refresh -----------------------------------------------------------------------------
+
+    @property
+    def pending(self) -> int:
+        return self._pending_rows
+
+    def refresh(self, force: bool = False) -> bool:
+        """Bring decisions up to date with every accepted exchange. True when anything ran."""
+        with self._refresh_lock:
+            with self._lock:
+                chunks, self._pending = self._pending, []
+                n_new, self._pending_rows = self._pending_rows, 0
+                pmax, self._pending_max_ts = self._pending_max_ts, None
+            if not chunks and not force:
+                return False
+            t0 = time.perf_counter()
+            try:
+                self._recompute(chunks)
+            except BaseException:
+                with self._lock:  # keep the rows for the next try
+                    self._pending = chunks + self._pending
+                    self._pending_rows += n_new
+                    if pmax is not None:
+                        self._pending_max_ts = pmax if self._pending_max_ts is None else max(pmax, self._pending_max_ts)
+                self.metrics.refresh_errors.inc()
+                raise
+            dt = time.perf_counter() - t0
+            self.refreshes += 1
+            self.refreshed_at = time.time()
+            self.refresh_wall_s = dt
+            self.metrics.refresh_seconds.observe(dt)
+            self.metrics.last_refresh.set(self.refreshed_at)
+            self.metrics.pending.set(self._pending_rows)
+            if self.max_event_ts is not None:
+                self.metrics.event_time.set(self.max_event_ts / 1000)
+                self._last_tick = self.max_event_ts // self.cfg.tick_ms
+            return True
+
+    def _recompute(self, chunks: list[pl.DataFrame]) -> None:
+        new = pl.concat(chunks, how="vertical_relaxed") if chunks else None
+        old = self._rows
+        if new is None or new.height == 0:
+            if old is None:
+                return
+            affected = pl.Series("account_id", [], dtype=pl.String)
+            firsts = self._firsts
+            rows = old
+        else:
+            nf = new.filter(pl.col("h_exact").is_not_null()).group_by("h_exact").agg(pl.col("ts").min().alias("t_new"))
+            extra = None
+            if self._firsts is None or old is None:
+                firsts = nf.rename({"t_new": "t0"})
+            else:
+                j = nf.join(self._firsts, on="h_exact", how="left")
+                lowered = j.filter(pl.col("t0").is_not_null() & (pl.col("t_new") < pl.col("t0"))).select("h_exact", "t0")
+                if lowered.height:
+                    # Rows that were the first of their prompt lose the mark to an earlier arrival.
+                    extra = old.join(lowered, on="h_exact").filter(pl.col("ts") == pl.col("t0"))["account_id"].unique()
+                firsts = pl.concat([
+                    self._firsts.join(nf, on="h_exact", how="left").select(
+                        "h_exact", pl.min_horizontal("t0", "t_new").alias("t0")),
+                    j.filter(pl.col("t0").is_null()).select("h_exact", pl.col("t_new").alias("t0")),
+                ])
+            affected = new["account_id"].unique()
+            if extra is not None and extra.len():
+                affected = pl.concat([affected, extra]).unique()
+            rows = new if old is None else pl.concat([old, new], how="vertical_relaxed", rechunk=False)
+            if rows.n_chunks() > 64:
+                rows = rows.rechunk()
+        # Step 2: the scan's account_ticks for the affected accounts only.
+        if affected.len():
+            aff = affected.to_frame("account_id")
+            sub = rows.join(aff, on="account_id", how="semi")
+            sub = sub.join(firsts, on="h_exact", how="left").with_columns(
+                (pl.col("t0").is_not_null() & (pl.col("ts") == pl.col("t0"))).alias("new_global")).drop("t0")
+            t, lk, at = account_ticks(sub, self.cfg.tick_ms)
+            keep = lambda df: df.join(aff, on="account_id", how="anti")  # noqa: E731
+            ticks = t if self._ticks is None else pl.concat([keep(self._ticks), t], how="vertical_relaxed")
+            links = lk if self._links is None else pl.concat([keep(self._links), lk], how="vertical_relaxed")
+            attrs = at if self._attrs is None else pl.concat([keep(self._attrs), at], how="vertical_relaxed")
+        else:
+            ticks, links, attrs = self._ticks, self._links, self._attrs
+        if ticks is None or ticks.height == 0:
+            return
+        # Step 3: the scan's replay over everything.
+        acc, _clusters = replay(ticks, links, attrs, self.model, self.rules, self.policy, self.replay_cfg)
+        acc_enf = acc
+        if self.cfg.shadow_rules and not self.cfg.shadow:
+            acc_enf, _ = replay(ticks, links, attrs, self.model, self.rules_enforced, self.policy, self.replay_cfg)
+        # Commit the new state only once everything succeeded.
+        self._rows, self._firsts, self._ticks, self._links, self._attrs = rows, firsts, ticks, links, attrs
+        self.max_event_ts = int(rows["ts"].max())
+        self._publish(acc, acc_enf, attrs)
+        self.metrics.accounts.set(acc.height)
+        self.metrics.exchanges.set(rows.height)
+
+    # -- decisions ---------------------------------------------------------------------------
+
+    def _current_levels(self, acc: pl.DataFrame, attrs: pl.DataFrame) -> np.ndarray:
+        """Action level of each account's latest decision (see the module docstring)."""
+        p = self.policy
+        a = acc.join(attrs.select("account_id", "org"), on="account_id", how="left")
+        allowed = (a["account_id"].is_in(list(p.allow_accounts)) | a["org"].is_in(list(p.allow_orgs)).fill_null(False)).to_numpy()
+        events = a["events"].to_numpy().astype(float)
+        level = a["level"].to_numpy().astype(np.int8)
+        own_score = (a["score_last"] if "score_last" in a.columns else a["score"]).fill_null(0.0).to_numpy()
+        own = p.levels(own_score, events, allowed)
+        own = np.where(events >= p.min_events_challenge, own, np.minimum(own, 1))
+        cur = own
+        if "p_last" in a.columns and "p_lvl" in a.columns:
+            p_last = a["p_last"].fill_null(0.0).to_numpy()
+            p_lvl = a["p_lvl"].fill_null(0).to_numpy().astype(np.int8)
+            prop = np.minimum(p.levels(p_last, np.full(len(p_last), np.inf)), p_lvl)
+            cur = np.maximum(own, prop)
+        return np.minimum(cur, level).astype(np.int8)
+
+    def _publish(self, acc: pl.DataFrame, acc_enf: pl.DataFrame, attrs: pl.DataFrame) -> None:
+        cur = self._current_levels(acc, attrs)
+        if self.cfg.shadow:
+            enf = np.zeros_like(cur)
+        elif acc_enf is acc:
+            enf = cur
+        else:
+            e = acc_enf.select("account_id").with_row_index("_i")
+            lv = self._current_levels(acc_enf, attrs)
+            idx = acc.select("account_id").join(e, on="account_id", how="left")["_i"].to_numpy()
+            enf = lv[idx]
+        d = acc.select(
+            "account_id",
+            pl.Series("action", _level_names(enf), dtype=pl.String),
+            pl.Series("computed_action", _level_names(cur), dtype=pl.String),
+            pl.col("level").cast(pl.Int64).replace_strict(dict(enumerate(ACTIONS)), return_dtype=pl.String).alias("max_action"),
+            (pl.col("level") >= 2).alias("flagged"),
+            pl.col("score").clip(0.0, 1.0).round(4).alias("score"),
+            pl.col("reasons").fill_null(""),
+            pl.col("cluster_id"),
+            pl.col("first_flag").cast(pl.Int64).alias("first_flag"),
+            pl.col("events").cast(pl.Int64),
+            pl.col("events_before_flag").cast(pl.Int64),
+            pl.Series("shadow", enf < cur, dtype=pl.Boolean),
+        )
+        prev = self._dframe
+        cols = [c for c in d.columns if c != "account_id"]
+        if prev is None:
+            changed = d
+        else:
+            j = d.join(prev, on="account_id", how="left", suffix="_old")
+            diff = pl.lit(False)
+            for c in cols:
+                diff = diff | pl.col(c).ne_missing(pl.col(c + "_old"))
+            changed = j.filter(diff).select(d.columns)
+        now_ms = int(time.time() * 1000)
+        updated = ms_to_rfc3339(now_ms)
+        out = dict(self.decisions)
+        events: list[dict] = []
+        announce: list[tuple[str, str, str]] = []
+        for r in changed.iter_rows(named=True):
+            doc = {
+                "account_id": r["account_id"], "action": r["action"], "score": r["score"],
+                "reasons": [x for x in r["reasons"].split(";") if x], "cluster_id": r["cluster_id"],
+                "updated_at": updated, "computed_action": r["computed_action"], "max_action": r["max_action"],
+                "flagged": r["flagged"], "first_flagged_ts": ms_to_rfc3339(r["first_flag"]),
+                "events": r["events"], "events_before_flag": r["events_before_flag"], "shadow": r["shadow"],
+            }
+            out[r["account_id"]] = orjson.dumps(doc)
+            old_action, old_computed = self._announced.get(r["account_id"], ("none", "none"))
+            if (old_action, old_computed) != (r["action"], r["computed_action"]):
+                events.append({"account_id": r["account_id"], "previous_action": old_action,
+                               "previous_computed_action": old_computed, "decision": doc})
+                announce.append((r["account_id"], r["action"], r["computed_action"]))
+        self.decisions = out  # one reference swap: readers never see a half-built map
+        self._dframe = d
+        self.store.save_actions(announce, [self.outbox_event(ev) for ev in events] if self.outbox_event else [])
+        for a, x, y in announce:
+            self._announced[a] = (x, y)
+        for view, col in (("enforced", "action"), ("computed", "computed_action")):
+            counts = dict(d.group_by(col).len().iter_rows())
+            for a in ACTIONS:
+                self.metrics.actions.labels(a, view).set(counts.get(a, 0))
+        for ev in events:
+            dd = ev["decision"]
+            self.metrics.action_changes.labels(dd["action"]).inc()
+            decision_log.info("decision account=%s action=%s computed=%s (was %s/%s) max=%s score=%.4f shadow=%s reasons=%s",
+                              dd["account_id"], dd["action"], dd["computed_action"], ev["previous_action"],
+                              ev["previous_computed_action"], dd["max_action"], dd["score"], dd["shadow"],
+                              ";".join(dd["reasons"]))
+        changed_docs = [orjson.loads(out[a]) for a in changed["account_id"].to_list()] if self.listeners else []
+        for fn in self.listeners:
+            try:
+                fn(changed_docs, events)
+            except Exception:  # a listener must not break decisions
+                log.exception("decision listener failed")
+
+    def decision(self, account_id: str) -> bytes | None:
+        """The JSON of an account's current decision, or None when the account is unknown."""
+        return self.decisions.get(account_id)
+
+    def all_decisions(self) -> Iterable[bytes]:
+        return list(self.decisions.values())
+
+    # -- background refresher ----------------------------------------------------------------
+
+    def _due(self, since_last: float) -> bool:
+        if not self._pending_rows:
+            return False
+        if since_last * 1000 >= self.cfg.refresh_ms:
+            return True
+        mx = self._pending_max_ts
+        crossed = mx is not None and (self._last_tick is None or mx // self.cfg.tick_ms > self._last_tick)
+        return crossed and since_last * 1000 >= self.cfg.min_refresh_ms
+
+    def _loop(self) -> None:
+        last = 0.0
+        while not self._stop.is_set():
+            self._wake.wait(timeout=max(0.01, self.cfg.min_refresh_ms / 1000))
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            now = time.monotonic()
+            if self._due(now - last):
+                try:
+                    self.refresh()
+                except Exception:
+                    log.exception("refresh failed; will retry")
+                last = time.monotonic()
+
+    def start(self) -> None:
+        """Initial refresh of the stored state, then refresh in the background."""
+        if self._pending_rows:
+            self.refresh()
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._loop, name="distillguard-refresh", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+
+    def close(self) -> None:
+        self.stop()
+        self.quarantine.close()
+        self.store.close()
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "accounts": len(self.decisions),
+            "exchanges": 0 if self._rows is None else self._rows.height,
+            "pending": self._pending_rows,
+            "refreshes": self.refreshes,
+            "last_refresh": ms_to_rfc3339(int(self.refreshed_at * 1000)) if self.refreshed_at else None,
+            "last_refresh_seconds": None if self.refresh_wall_s is None else round(self.refresh_wall_s, 4),
+            "event_time_max": ms_to_rfc3339(self.max_event_ts),
+            "shadow": self.cfg.shadow,
+            "shadow_rules": list(self.cfg.shadow_rules),
+        }
