@@ -38,6 +38,8 @@ CASES = {
                row(400, shape_share=0.6, novelty=0.2, single_share=1.0)),  # pass@k on a fixed benchmark
     "dg-005": (row(300, lang_spread=1.0, reason_share=0.6, **HARVEST),
                row(300, lang_spread=1.0, reason_share=0.0, **HARVEST)),  # translation service
+    "dg-006": (row(3000, text_share=0.0, young=0.95, single_share=1.0, shape_share=0.25),
+               row(3000, text_share=0.0, young=0.1, single_share=1.0, shape_share=0.25)),  # established app, text not logged
     "dg-101": (row(5000, members=40, extract_share=0.8, global_novelty=0.9, **HARVEST),
                row(5000, members=40, extract_share=0.1, novelty=0.95, single_share=0.5)),  # company sharing a card
 }

@@ -18,7 +18,7 @@ import polars as pl
 SUM_COLUMNS = [
     "n", "new_exact", "nd", "tpl", "new_hour", "new_hod", "single", "multi", "text",
     "reason", "maxout", "rubric", "exam", "code", "logprobs", "effort", "multi_n", "big_max",
-    "trunc", "tools", "lang", "out_tok", "dt_n", "dt_sum", "dt_sq", "new_script", "extract", "new_global",
+    "trunc", "tools", "lang", "out_tok", "dt_n", "dt_sum", "dt_sq", "new_script", "extract", "new_global", "ident",
 ]
 
 def tick_aggregates(ticks: pl.DataFrame) -> pl.DataFrame:
@@ -55,7 +55,7 @@ FEATURES = [
     "log_n", "novelty", "nd_share", "tpl_share", "single_share", "reason_share", "maxout_share",
     "rubric_share", "exam_share", "code_share", "shape_share", "trunc_share", "log_out_tok",
     "hod_cover", "duty", "iat_cv", "log_rate", "young", "lang_spread", "tools_share", "extract_share", "log_extract",
-    "global_novelty",
+    "global_novelty", "text_share",
 ]
 
 
@@ -76,10 +76,13 @@ def derive(df: pl.DataFrame, prefix: str = "", now_col: str = "tick") -> pl.Data
     feats = {
         "log_n": c("n").log1p(),
         # Distinct prompts (per account; summed over a cluster's members) over events.
-        "novelty": c("new_exact") / n,
+        # Over exchanges whose prompt has an identity (text or digest); 0 when none has one.
+        "novelty": c("new_exact") / c("ident").clip(lower_bound=1.0),
         # Prompts never seen before anywhere in the log: evaluators re-running one public
         # benchmark repeat each other; a campaign splitting a sweep over its accounts does not.
-        "global_novelty": c("new_global") / n,
+        "global_novelty": c("new_global") / c("ident").clip(lower_bound=1.0),
+        # How much of the traffic the detector can read at all (logs may withhold prompts).
+        "text_share": c("text") / n,
         "nd_share": c("nd") / text,
         "tpl_share": c("tpl") / text,
         "single_share": c("single") / n,

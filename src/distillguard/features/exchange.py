@@ -48,7 +48,10 @@ def exchange_features(batch: pa.RecordBatch | pa.Table) -> pl.DataFrame:
     assert isinstance(df, pl.DataFrame)
     prompt = pl.col("prompt")
     # Exact repeats are byte-identical prompts (a digest stands in when the log keeps no text).
-    exact = pl.coalesce(prompt.hash(seed=3), pl.col("prompt_sha256").str.to_lowercase().hash(seed=4))
+    # (Polars hashes a null to a constant, so each side is guarded: a null must stay null.)
+    digest = pl.col("prompt_sha256").str.to_lowercase()
+    exact = pl.coalesce(pl.when(prompt.is_not_null()).then(prompt.hash(seed=3)),
+                        pl.when(digest.is_not_null()).then(digest.hash(seed=4)))
     out = df.lazy().with_columns(text.tokens(prompt).alias("_toks"), *text.lowered(prompt, pl.col("system_prompt"))).select(
         "request_id", "account_id", "ts", "_source", "_line",
         pl.col("account_created_at").alias("created"),

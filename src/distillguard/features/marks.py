@@ -28,7 +28,8 @@ def mark(df: pl.DataFrame, tick_ms: int) -> pl.DataFrame:
     """Per-exchange marks for one bucket of accounts (input: compact exchange rows)."""
     df = df.sort(["account_id", "ts", "_source", "_line"])
     df = df.with_columns(
-        _first("h_exact").alias("new_exact"),
+        # A prompt with neither text nor digest has no identity: it cannot be "new".
+        (_first("h_exact") & pl.col("h_exact").is_not_null()).alias("new_exact"),
         (((pl.col("ts") - 1) // tick_ms) * tick_ms + tick_ms).alias("tick"),
         (pl.col("ts") // 3_600_000).alias("_hour"),
     )
@@ -69,6 +70,7 @@ def tick_sums(m: pl.DataFrame) -> pl.DataFrame:
         _i(pl.col("single")).alias("single"),
         _i(~pl.col("single")).alias("multi"),
         _i(pl.col("has_text")).alias("text"),
+        _i(pl.col("h_exact").is_not_null()).alias("ident"),
         _i(pl.col("f_reason")).alias("reason"),
         _i(pl.col("f_maxout")).alias("maxout"),
         _i(pl.col("f_rubric")).alias("rubric"),

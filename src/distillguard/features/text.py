@@ -59,7 +59,7 @@ def band_hashes(toks: pl.Expr) -> list[pl.Expr]:
         for r in range(1, ROWS):
             # Combine by odd-constant multiply + xor: cheap, order-sensitive, 64-bit mixing.
             band = (band * pl.lit(_MIX[r], dtype=pl.UInt64)).xor(mh[b * ROWS + r])
-        out.append(band.alias(f"b{b}"))
+        out.append(pl.when(toks.is_not_null()).then(band).alias(f"b{b}"))
     return out
 
 
@@ -69,8 +69,8 @@ def frames(prompt: pl.Expr) -> list[pl.Expr]:
     head = normalized(prompt.str.slice(0, FRAME_CHARS + 16)).str.slice(0, FRAME_CHARS)
     tail = normalized(prompt.str.tail(FRAME_CHARS + 16)).str.tail(FRAME_CHARS)
     return [
-        pl.when(long_enough).then(head.hash(seed=5)).alias("h_pre"),
-        pl.when(long_enough).then(tail.hash(seed=6)).alias("h_suf"),
+        pl.when(long_enough.fill_null(False)).then(head.hash(seed=5)).alias("h_pre"),
+        pl.when(long_enough.fill_null(False)).then(tail.hash(seed=6)).alias("h_suf"),
     ]
 
 
