@@ -51,6 +51,7 @@ def simulate(
     out: Path = typer.Option(..., "--out", "-o", help="Directory for events.jsonl and labels.csv."),
     seed: int = typer.Option(7), hours: float = typer.Option(24.0), scale: float = typer.Option(1.0),
     split: str = typer.Option("dev", help="dev (for tuning) or holdout (for reporting): disjoint prompts and attack variants."),
+    inject_bad: float = typer.Option(0.0, help="Fraction of malformed and duplicate lines to add (robustness demos)."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Write a labeled, realistic traffic benchmark built from real public corpora."""
@@ -60,7 +61,8 @@ def simulate(
 
     with Progress(disable=quiet) as bar:
         task = bar.add_task("simulating", total=None)
-        res = run_sim(out, seed=seed, hours=hours, scale=scale, split=split, progress=lambda n: bar.update(task, completed=n))
+        res = run_sim(out, seed=seed, hours=hours, scale=scale, split=split, inject_bad=inject_bad,
+                      progress=lambda n: bar.update(task, completed=n))
     if not quiet:
         console.print_json(json.dumps(res, default=str))
 
@@ -92,7 +94,7 @@ def demo(
     t0 = time.time()
     sim_dir, scan_dir = out / "traffic", out / "scan"
     console.rule("1/3 simulate")
-    simulate(out=sim_dir, seed=seed, hours=hours, scale=scale, split=split, quiet=True)
+    simulate(out=sim_dir, seed=seed, hours=hours, scale=scale, split=split, inject_bad=0.0, quiet=True)
     console.rule("2/3 scan")
     scan([str(sim_dir / "events.jsonl")], out=scan_dir, rules=None, model=None, policy=None, tick_seconds=60.0,
          memory_limit="3GB", workdir=None, quiet=False)

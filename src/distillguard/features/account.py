@@ -18,7 +18,7 @@ import polars as pl
 SUM_COLUMNS = [
     "n", "new_exact", "nd", "tpl", "new_hour", "new_hod", "single", "multi", "text",
     "reason", "maxout", "rubric", "exam", "code", "logprobs", "effort", "multi_n", "big_max",
-    "trunc", "tools", "lang", "out_tok", "dt_n", "dt_sum", "dt_sq", "new_script", "extract", "new_global", "ident",
+    "trunc", "tools", "lang", "out_tok", "dt_n", "dt_sum", "dt_sq", "new_script", "extract", "new_global", "ident", "shape_novel",
 ]
 
 def tick_aggregates(ticks: pl.DataFrame) -> pl.DataFrame:
@@ -72,7 +72,7 @@ def derive(df: pl.DataFrame, prefix: str = "", now_col: str = "tick") -> pl.Data
     var_dt = (c("dt_sq") / c("dt_n").clip(lower_bound=1.0) - mean_dt ** 2).clip(lower_bound=0.0)
     text = c("text").clip(lower_bound=1.0)
     age_days = ((pl.col("first_seen") - pl.col("created")) / 86_400_000).fill_null(365.0).clip(lower_bound=0.0)
-    shape = (c("logprobs") + c("effort") + c("multi_n") + c("big_max")) / (4 * n)
+    shape = c("shape_novel") / n
     feats = {
         "log_n": c("n").log1p(),
         # Distinct prompts (per account; summed over a cluster's members) over events.

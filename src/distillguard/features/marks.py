@@ -19,6 +19,8 @@ import polars as pl
 
 from .linking import FREE_MAIL, TEMPLATE_REUSE
 
+SMALL_OUTPUT_CAP = 256  # max_tokens below this asks for a label or a short extract, not a corpus
+
 
 def _first(*cols: str) -> pl.Expr:
     return pl.struct(["account_id", *cols]).is_first_distinct()
@@ -89,6 +91,12 @@ def tick_sums(m: pl.DataFrame) -> pl.DataFrame:
         (dt ** 2).sum().fill_null(0.0).alias("dt_sq"),
         _i(pl.col("new_script")).alias("new_script"),
         _i(pl.col("extract")).alias("extract"),
+        # Output-maximising shape counts only on prompts that are new and not near-duplicates,
+        # and not under a small output cap: a classifier asking for logprobs on 32 tokens of
+        # templated input wants as little output as possible, the opposite of harvesting.
+        ((pl.col("f_logprobs").cast(pl.Float64) + pl.col("f_effort") + pl.col("multi_n") + pl.col("big_max")) / 4.0
+         * (pl.col("new_exact") & ~pl.col("nd") & (pl.col("max_tokens").fill_null(1 << 30) >= SMALL_OUTPUT_CAP))
+         ).sum().alias("shape_novel"),
         pl.col("ts").min().alias("first_ts"),
         pl.col("ts").max().alias("last_ts"),
         pl.col("created").min().alias("created"),

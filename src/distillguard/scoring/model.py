@@ -29,8 +29,8 @@ DEFAULT_MODEL = MODELS_DIR / "account_lr.json"
 # and real traffic far more than intent does, so a model leaning on them learns the simulator;
 # rules and analysts still see them.
 SIGNS = {
-    "log_n": None, "novelty": 1, "nd_share": -1, "tpl_share": None, "single_share": None, "reason_share": 1,
-    "maxout_share": 1, "rubric_share": 1, "exam_share": 1, "code_share": None, "shape_share": None,
+    "log_n": None, "novelty": 1, "nd_share": -1, "tpl_share": None, "single_share": 1, "reason_share": 1,
+    "maxout_share": 1, "rubric_share": 1, "exam_share": 1, "code_share": None, "shape_share": 1,
     "trunc_share": None, "log_out_tok": None, "hod_cover": None, "duty": None, "iat_cv": None, "log_rate": None,
     "young": 1, "lang_spread": 1, "tools_share": -1, "extract_share": 1,
     "log_extract": 1, "global_novelty": None, "text_share": None,
