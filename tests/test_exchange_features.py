@@ -97,3 +97,27 @@ def test_near_duplicates_share_a_band_and_unrelated_prompts_do_not():
     bands = out.select("b0", "b1", "b2").rows()
     assert any(x == y for x, y in zip(bands[0], bands[1]))
     assert not any(x == y for x, y in zip(bands[0], bands[2]))
+
+
+@pytest.mark.parametrize("name", ["REASONING_ELICIT", "OUTPUT_MAXIMIZE", "RUBRIC", "EXAM_LIKE", "CODE_LIKE"])
+def test_phrase_scan_equals_the_single_regex(name):
+    """The Aho-Corasick + residual-regex split must match exactly what the one regex matches."""
+    from distillguard.features import lexicon
+    from distillguard.paths import BUNDLED_DATA
+    import gzip, json
+
+    texts = []
+    for p in sorted(BUNDLED_DATA.glob("*.jsonl.gz"))[:6]:
+        for line in gzip.open(p, "rt", encoding="utf-8"):
+            texts.extend(v for v in json.loads(line).values() if isinstance(v, str))
+            if len(texts) > 3000:
+                break
+    texts += ["which response is better, a or b?", "response a: yes", "show all the steps", "think step by step",
+              "请一步一步地思考", "rate the answer on a scale of 1 to 10", "\\\\frac{1}{2}", "def f(x):"]
+    col = pl.Series("t", texts).str.to_lowercase()
+    df = pl.DataFrame({"t": col})
+    pattern = getattr(lexicon, name)
+    a = df.select(pl.col("t").str.contains(pattern)).to_series()
+    b = df.select(lexicon.matches(pl.col("t"), pattern)).to_series()
+    assert a.equals(b)
+    assert a.sum() > 0

@@ -64,17 +64,22 @@ def band_hashes(toks: pl.Expr) -> list[pl.Expr]:
 
 
 def frames(prompt: pl.Expr) -> list[pl.Expr]:
-    """Head and tail frame hashes; null when the prompt is too short to have a variable middle."""
-    long_enough = prompt.str.len_chars() >= FRAME_MIN_LEN
-    head = normalized(prompt.str.slice(0, FRAME_CHARS + 16)).str.slice(0, FRAME_CHARS)
-    tail = normalized(prompt.str.tail(FRAME_CHARS + 16)).str.tail(FRAME_CHARS)
+    """Head and tail frame hashes; null when the prompt is too short to have a variable middle.
+
+    Frames are lower-cased with digits masked (a template's "Question 12:" and "Question 13:"
+    are one frame); whitespace is kept as is, which costs nothing in recall for templates that
+    are filled by code.
+    """
+    long_enough = (prompt.str.len_chars() >= FRAME_MIN_LEN).fill_null(False)
+    head = prompt.str.slice(0, FRAME_CHARS).str.to_lowercase().str.replace_all(r"[0-9]", "0")
+    tail = prompt.str.tail(FRAME_CHARS).str.to_lowercase().str.replace_all(r"[0-9]", "0")
     return [
-        pl.when(long_enough.fill_null(False)).then(head.hash(seed=5)).alias("h_pre"),
-        pl.when(long_enough.fill_null(False)).then(tail.hash(seed=6)).alias("h_suf"),
+        pl.when(long_enough).then(head.hash(seed=5)).alias("h_pre"),
+        pl.when(long_enough).then(tail.hash(seed=6)).alias("h_suf"),
     ]
 
 
-HEAD_CHARS = 3000
+HEAD_CHARS = 2000
 
 
 def bounded(text: pl.Expr) -> pl.Expr:
@@ -89,12 +94,13 @@ def intent_flags(low_prompt: pl.Expr, low_both: pl.Expr) -> list[pl.Expr]:
     ``low_prompt`` is the lower-cased, ``bounded`` prompt; ``low_both`` the same with the system
     prompt prepended (instructions to expose reasoning often live there).
     """
+    m = lexicon.matches
     return [
-        low_both.str.contains(lexicon.REASONING_ELICIT).fill_null(False).alias("f_reason"),
-        low_prompt.str.contains(lexicon.OUTPUT_MAXIMIZE).fill_null(False).alias("f_maxout"),
-        low_both.str.contains(lexicon.RUBRIC).fill_null(False).alias("f_rubric"),
-        low_prompt.str.contains(lexicon.EXAM_LIKE).fill_null(False).alias("f_exam"),
-        low_prompt.str.contains(lexicon.CODE_LIKE).fill_null(False).alias("f_code"),
+        m(low_both, lexicon.REASONING_ELICIT).fill_null(False).alias("f_reason"),
+        m(low_prompt, lexicon.OUTPUT_MAXIMIZE).fill_null(False).alias("f_maxout"),
+        m(low_both, lexicon.RUBRIC).fill_null(False).alias("f_rubric"),
+        m(low_prompt, lexicon.EXAM_LIKE).fill_null(False).alias("f_exam"),
+        m(low_prompt, lexicon.CODE_LIKE).fill_null(False).alias("f_code"),
     ]
 
 
