@@ -24,6 +24,9 @@ def scan(
     tick_seconds: float = typer.Option(60.0, help="Decision refresh interval in event time (<= 900)."),
     memory_limit: str = typer.Option("3GB", help="Memory limit for the out-of-core stage; spills to disk past it."),
     workdir: Optional[Path] = typer.Option(None, help="Where spill files go (default: system temp)."),
+    indicators: Optional[List[Path]] = typer.Option(None, "--indicators", help="Partner STIX bundles to match (see `share`)."),
+    coalition_key: Optional[Path] = typer.Option(None, "--coalition-key", help="Coalition HMAC key file (default $DG_COALITION_KEY)."),
+    provider: Optional[str] = typer.Option(None, help="This provider's name in sightings."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Scan logs and write accounts.csv, clusters.csv, quarantine.jsonl and summary.json."""
@@ -39,6 +42,10 @@ def scan(
     except FileNotFoundError as e:
         console.print("error: " + str(e), style="red", markup=False)
         raise typer.Exit(2)
+    if indicators:
+        from .share import apply_indicators_to_scan
+
+        apply_indicators_to_scan(out, indicators, coalition_key, provider=provider)
     if not quiet:
         console.print(f"read {s['records_read']:,} records: {s['valid']:,} valid, {s['quarantined']:,} quarantined, "
                       f"{s['duplicates_dropped']:,} duplicates; {s['accounts']:,} accounts, {s['flagged_accounts']:,} flagged, "
@@ -97,7 +104,7 @@ def demo(
     simulate(out=sim_dir, seed=seed, hours=hours, scale=scale, split=split, inject_bad=0.0, quiet=True)
     console.rule("2/3 scan")
     scan([str(sim_dir / "events.jsonl")], out=scan_dir, rules=None, model=None, policy=None, tick_seconds=60.0,
-         memory_limit="3GB", workdir=None, quiet=False)
+         memory_limit="3GB", workdir=None, indicators=None, coalition_key=None, provider=None, quiet=False)
     console.rule("3/3 evaluate")
     evaluate(sim_dir / "labels.csv", scan_dir, events=[str(sim_dir / "events.jsonl")], out=None)
     console.print(f"demo finished in {time.time() - t0:.0f} s", markup=False)
@@ -118,6 +125,24 @@ def train(
         console.print(f"{f:16s} {w:+.3f}", markup=False)
     console.print(f"intercept {m.intercept:+.3f}; train AUROC {m.meta.get('train_auroc', float('nan')):.4f}; written to {out}", markup=False)
 
+
+def _register_subapps() -> None:
+    """Optional parts register only when their extra is installed (`pip install distillguard[share]`)."""
+    try:
+        from .share.cli import share_app
+    except ImportError as e:  # the core scan must work without the optional extras
+        missing = str(e)
+
+        @app.command(name="share")
+        def share_missing() -> None:
+            """Coalition exchange (needs the `share` extra)."""
+            console.print(f"share needs the optional extra: pip install 'distillguard[share]' ({missing})", markup=False)
+            raise typer.Exit(2)
+    else:
+        app.add_typer(share_app, name="share", help="Coalition exchange: STIX 2.1 indicators over TAXII 2.1.")
+
+
+_register_subapps()
 
 if __name__ == "__main__":  # pragma: no cover
     app()

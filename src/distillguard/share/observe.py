@@ -88,6 +88,33 @@ def observe(inputs: Sequence[str], *, until_ms: int | None = None) -> pl.DataFra
     until_ms : keep only exchanges with ``ts <= until_ms`` (what was known at that time).
     """
     paths = expand_inputs(list(inputs))
+    key = _cache_key(paths)
+    hit = _CACHE.get(key)
+    if hit is None:
+        hit = _observe(paths)
+        if hit.height <= CACHE_MAX_ROWS:
+            _CACHE[key] = hit
+            while len(_CACHE) > CACHE_ENTRIES:
+                _CACHE.pop(next(iter(_CACHE)))
+    return hit if until_ms is None else hit.filter(pl.col("ts") <= until_ms)
+
+
+# The same log is often read twice in one process (export then validate, match then apply):
+# keep the last few small results, keyed by file identity (path, size, mtime).
+CACHE_ENTRIES = 4
+CACHE_MAX_ROWS = 2_000_000
+_CACHE: dict[tuple, pl.DataFrame] = {}
+
+
+def _cache_key(paths: Sequence[str]) -> tuple:
+    out = []
+    for p in paths:
+        st = os.stat(p)
+        out.append((os.path.realpath(p), st.st_size, st.st_mtime_ns))
+    return tuple(out)
+
+
+def _observe(paths: Sequence[str]) -> pl.DataFrame:
     parts = []
     with Quarantine(None) as q:
         for batch in read_events(paths, q, IngestStats()):
@@ -97,9 +124,20 @@ def observe(inputs: Sequence[str], *, until_ms: int | None = None) -> pl.DataFra
         return _empty()
     df = pl.concat(parts, how="vertical_relaxed")
     df = df.sort(["_source", "_line"]).unique("request_id", keep="first", maintain_order=True)
-    if until_ms is not None:
-        df = df.filter(pl.col("ts") <= until_ms)
     return df.drop("_source", "_line").sort(["ts", "account_id"])
+
+
+def identifier_rows(obs: pl.DataFrame, kinds: Sequence[str] = IDENTIFIER_KINDS + ("prompt_band",)) -> pl.DataFrame:
+    """Long form: one ``(account_id, ts, kind, value)`` row per identifier or band key of an exchange."""
+    parts = [obs.select("account_id", "ts", pl.lit(k).alias("kind"), pl.col(k).alias("value")).drop_nulls("value")
+             for k in IDENTIFIER_KINDS if k in kinds]
+    if "prompt_band" in kinds:
+        parts.append(obs.select("account_id", "ts", pl.lit("prompt_band").alias("kind"),
+                                pl.col("bands").str.split(",").alias("value")).explode("value")
+                     .filter(pl.col("value").str.len_bytes() > 0))
+    if not parts:
+        return pl.DataFrame(schema={"account_id": pl.String, "ts": pl.Int64, "kind": pl.String, "value": pl.String})
+    return pl.concat(parts)
 
 
 def _empty() -> pl.DataFrame:

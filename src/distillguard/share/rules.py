@@ -25,6 +25,7 @@ from . import stix
 
 ACCOUNT_TYPE = "distillguard-account"
 RULE_SCHEME = "dg-rule-v1"
+LEVEL_CONFIDENCE = {"informational": 20, "low": 40, "medium": 60, "high": 85, "critical": 95}
 _META = ("id", "title", "description", "level", "reason", "scope", "tags", "falsepositives", "status", "author", "weight")
 
 
@@ -71,6 +72,7 @@ def rule_indicator(doc: dict, *, provider_id: str, created: str, modified: str, 
         "indicator_types": ["malicious-activity"],
         "pattern": rule_pattern(doc), "pattern_type": "stix", "pattern_version": "2.1",
         "valid_from": stix.ts(valid_from_ms), "valid_until": stix.ts(valid_from_ms + int(ttl_days * 86_400_000)),
+        "confidence": LEVEL_CONFIDENCE.get(str(doc.get("level")), 50),
         "kill_chain_phases": [{"kill_chain_name": "mitre-atlas", "phase_name": "exfiltration"}],
         "object_marking_refs": [marking],
         "extensions": {stix.EXT_PROPS["id"]: {"extension_type": "property-extension", "kind": "rule", "scheme": RULE_SCHEME,

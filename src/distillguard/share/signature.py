@@ -23,16 +23,16 @@ different partners are always comparable. Definition:
    shorter than ``MIN_TOKENS`` = 8 has no signature. Head and tail overlap when the prompt is
    short.
 4. **Shingles**: each frame's set of ``SHINGLE`` = 3 consecutive tokens joined by one space;
-   each shingle hashes to ``h = xxh64(utf8(shingle), seed=0) & 0xFFFFFFFF``.
-5. **MinHash**: ``NUM_PERM`` = 20 functions ``pi_k(h) = (a_k * h + b_k) mod (2**61 - 1)``;
-   ``m_k`` is the minimum of ``pi_k`` over the frame's shingles. The parameters come from the
-   SplitMix64 generator started at ``SEED`` = 0x64677369677631 (``"dgsigv1"``): its outputs
-   ``x_0, x_1, ...`` give ``a_k = 1 + x_{2k} mod (2**31 - 1)`` and ``b_k = x_{2k+1} mod 2**31``.
-   (All products stay below 2**64: exact in unsigned 64-bit arithmetic.)
+   each shingle hashes to ``h = xxh64(utf8(shingle), seed=0)`` (64 bits).
+5. **MinHash**: ``NUM_PERM`` = 20 hash functions ``pi_k(h) = fmix64(h XOR s_k)``, where
+   ``fmix64`` is the SplitMix64 finaliser (``z ^= z >> 30; z *= 0xBF58476D1CE4E5B9;
+   z ^= z >> 27; z *= 0x94D049BB133111EB; z ^= z >> 31``, all modulo 2**64) and ``s_k`` is the
+   k-th output (k = 0..19) of the SplitMix64 generator started at ``SEED`` = 0x64677369677631
+   (``"dgsigv1"``); ``m_k`` is the minimum of ``pi_k`` over the frame's shingles.
 6. **Bands (LSH)**: the 20 values are cut into ``BANDS`` = 5 bands of ``ROWS`` = 4; band ``j``
    of frame ``f`` (``h`` or ``t``) has the key
-   ``xxh64("dg-sig-v1|" + f + "|" + str(j) + "|" + ",".join(map(str, m[4j:4j+4])), seed=0)``
-   written as 16 lower-case hex digits. A prompt has up to 10 band keys.
+   ``xxh64(b"dg-sig-v1|" + f + b"|" + str(j) + b"|" + m[4j..4j+3] as four little-endian
+   uint64, seed=0)`` written as 16 lower-case hex digits. A prompt has up to 10 band keys.
 
 Two frames with Jaccard similarity J share at least one band with probability
 ``1 - (1 - J**4)**5``: 1.0 for the same wrapper, 0.92 at J = 0.8 (a word changed), 0.36 at
@@ -59,7 +59,6 @@ BANDS = 5
 ROWS = 4
 WINDOW = 400
 SEED = 0x64677369677631
-MERSENNE61 = (1 << 61) - 1
 _TOKEN = re.compile(r"\w+")
 _DIGITS = re.compile(r"\d+")
 _M64 = (1 << 64) - 1
@@ -77,15 +76,21 @@ def splitmix64(seed: int, n: int) -> list[int]:
     return out
 
 
-def permutations(num_perm: int = NUM_PERM, seed: int = SEED) -> tuple[np.ndarray, np.ndarray]:
-    """The MinHash parameters ``a``, ``b`` (uint64 arrays) of the scheme."""
-    xs = splitmix64(seed, 2 * num_perm)
-    a = np.array([1 + xs[2 * k] % ((1 << 31) - 1) for k in range(num_perm)], dtype=np.uint64)
-    b = np.array([xs[2 * k + 1] % (1 << 31) for k in range(num_perm)], dtype=np.uint64)
-    return a, b
+def permutations(num_perm: int = NUM_PERM, seed: int = SEED) -> np.ndarray:
+    """The MinHash seeds ``s_k`` of the scheme (uint64 array)."""
+    return np.array(splitmix64(seed, num_perm), dtype=np.uint64)
 
 
-_A, _B = permutations()
+def fmix64(z: np.ndarray) -> np.ndarray:
+    """SplitMix64 finaliser, elementwise on uint64 (wrapping arithmetic)."""
+    z = z ^ (z >> np.uint64(30))
+    z = z * np.uint64(0xBF58476D1CE4E5B9)
+    z = z ^ (z >> np.uint64(27))
+    z = z * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+_S = permutations()
 
 
 def tokens(text: str) -> list[str]:
@@ -109,16 +114,17 @@ def frames(text: str | None) -> list[tuple[str, list[str]]]:
 
 
 def shingle_hashes(frame: Sequence[str]) -> list[int]:
-    """32-bit hashes of the frame's distinct shingles (step 4)."""
+    """64-bit hashes of the frame's distinct shingles (step 4)."""
     h = xxhash.xxh64_intdigest
     sh = {" ".join(frame[i:i + SHINGLE]) for i in range(max(1, len(frame) - SHINGLE + 1))}
-    return [h(s.encode("utf-8")) & 0xFFFFFFFF for s in sh]
+    return [h(s.encode("utf-8")) for s in sh]
 
 
-def minhash_values(hashes: Sequence[int], a: np.ndarray = _A, b: np.ndarray = _B) -> np.ndarray:
+def minhash_values(hashes: Sequence[int], seeds: np.ndarray = _S) -> np.ndarray:
     """MinHash of one shingle-hash set (step 5)."""
     h = np.asarray(hashes, dtype=np.uint64)[:, None]
-    return ((a[None, :] * h + b[None, :]) % np.uint64(MERSENNE61)).min(axis=0)
+    with np.errstate(over="ignore"):
+        return fmix64(h ^ seeds[None, :]).min(axis=0)
 
 
 _PREFIX = {part: [f"{SCHEME}|{part}|{j}|".encode("ascii") for j in range(BANDS)] for part in ("h", "t")}
@@ -169,7 +175,8 @@ def band_keys_batch(texts: Sequence[str | None]) -> list[list[str]]:
             seg_hashes += hs
             seg_len.append(len(hs))
         h = np.asarray(seg_hashes, dtype=np.uint64)[:, None]
-        p = (_A[None, :] * h + _B[None, :]) % np.uint64(MERSENNE61)
+        with np.errstate(over="ignore"):
+            p = fmix64(h ^ _S[None, :])
         starts = np.concatenate([[0], np.cumsum(seg_len)[:-1]]).astype(np.int64)
         raw = np.ascontiguousarray(np.minimum.reduceat(p, starts, axis=0), dtype="<u8").tobytes()
         row = 8 * NUM_PERM

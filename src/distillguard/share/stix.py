@@ -33,8 +33,16 @@ FIXED_CREATED = "2026-01-01T00:00:00.000Z"
 
 
 def sid(stix_type: str, key: str) -> str:
-    """A deterministic STIX id: the same key always names the same object."""
-    return f"{stix_type}--{uuid.uuid5(NS, stix_type + '|' + key)}"
+    """A deterministic STIX id: the same key always names the same object.
+
+    The UUID is a hash of the key (UUIDv5 construction) carrying the version-4 bits, because
+    STIX 2.1 asks for UUIDv4 in the ids of domain objects; it is as unpredictable as a random
+    one to anyone without the key text, and stable across exports so versions line up.
+    """
+    b = bytearray(uuid.uuid5(NS, stix_type + "|" + key).bytes)
+    b[6] = (b[6] & 0x0F) | 0x40
+    b[8] = (b[8] & 0x3F) | 0x80
+    return f"{stix_type}--{uuid.UUID(bytes=bytes(b))}"
 
 
 def ts(ms: int | float) -> str:
@@ -279,6 +287,28 @@ def load_objects(paths: Iterable[str | Path]) -> list[dict]:
     return out
 
 
+def checked(objs: Iterable[dict], info: dict | None = None) -> list[dict]:
+    """Partner input is untrusted: keep only objects the ``stix2`` library parses as STIX 2.1
+    (property types, timestamps, ids, indicator pattern syntax); count the rest in
+    ``info["invalid_objects"]``."""
+    try:
+        import stix2
+        from stix2.exceptions import STIXError
+    except ImportError as e:  # pragma: no cover - optional dependency
+        raise RuntimeError("reading partner bundles needs the 'stix2' package: pip install 'distillguard[share]'") from e
+
+    out = []
+    for o in objs:
+        try:
+            stix2.parse(o, allow_custom=True, version="2.1")
+        except (STIXError, ValueError, TypeError, KeyError, AttributeError):
+            if info is not None:
+                info["invalid_objects"] = info.get("invalid_objects", 0) + 1
+            continue
+        out.append(o)
+    return out
+
+
 def latest_versions(objs: Iterable[dict]) -> dict[str, dict]:
     """id -> the object's newest version (largest ``modified``; unversioned objects as they are)."""
     best: dict[str, dict] = {}
@@ -299,7 +329,10 @@ def ext(o: dict) -> dict:
 
 def validate(bundle_obj: dict | str, strict: bool = True) -> tuple[bool, list[str]]:
     """Validate with the OASIS ``stix2-validator``; returns (valid, messages)."""
-    from stix2validator import ValidationOptions, validate_string
+    try:
+        from stix2validator import ValidationOptions, validate_string
+    except ImportError as e:  # pragma: no cover - optional dependency
+        raise RuntimeError("validation needs the 'stix2-validator' package: pip install 'distillguard[share]'") from e
 
     text = bundle_obj if isinstance(bundle_obj, str) else json.dumps(bundle_obj)
     r = validate_string(text, ValidationOptions(version="2.1", strict=strict))
