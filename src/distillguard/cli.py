@@ -140,6 +140,13 @@ def _register_subapps() -> None:
             raise typer.Exit(2)
     else:
         app.add_typer(share_app, name="share", help="Coalition exchange: STIX 2.1 indicators over TAXII 2.1.")
+    try:
+        from .console import cli as console_cli
+    except ImportError:  # the `console` extra is not installed
+        pass
+    else:
+        app.command("console")(console_cli.console)
+        app.command("tune")(console_cli.tune)
 
 
 _register_subapps()
