@@ -140,6 +140,9 @@ def _register_subapps() -> None:
             raise typer.Exit(2)
     else:
         app.add_typer(share_app, name="share", help="Coalition exchange: STIX 2.1 indicators over TAXII 2.1.")
+    from .serve.cli import serve as serve_cmd  # light import; exits with a clear message without the extra
+
+    app.command("serve")(serve_cmd)
     try:
         from .console import cli as console_cli
     except ImportError:  # the `console` extra is not installed

@@ -165,10 +165,12 @@ class Engine:
         self.refresh_wall_s: float | None = None
         self.max_event_ts: int | None = None
         self.refreshes = 0
+        self.last_breakdown: dict[str, Any] = {}
         self._last_tick: int | None = None
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self.transport: Any = None  # the Redis transport, when one is wired (app.build_service)
 
         stored = self.store.load()
         if stored is not None and stored.height:
@@ -309,6 +311,7 @@ class Engine:
             if rows.n_chunks() > 64:
                 rows = rows.rechunk()
         # Step 2: the scan's account_ticks for the affected accounts only.
+        t0 = time.perf_counter()
         if affected.len():
             aff = affected.to_frame("account_id")
             sub = rows.join(aff, on="account_id", how="semi")
@@ -324,6 +327,7 @@ class Engine:
         if ticks is None or ticks.height == 0:
             return
         # Step 3: the scan's replay over everything.
+        t1 = time.perf_counter()
         acc, _clusters = replay(ticks, links, attrs, self.model, self.rules, self.policy, self.replay_cfg)
         acc_enf = acc
         if self.cfg.shadow_rules and not self.cfg.shadow:
@@ -331,7 +335,10 @@ class Engine:
         # Commit the new state only once everything succeeded.
         self._rows, self._firsts, self._ticks, self._links, self._attrs = rows, firsts, ticks, links, attrs
         self.max_event_ts = int(rows["ts"].max())
+        t2 = time.perf_counter()
         self._publish(acc, acc_enf, attrs)
+        self.last_breakdown = {"affected_accounts": int(affected.len()), "account_ticks_s": round(t1 - t0, 4),
+                               "replay_s": round(t2 - t1, 4), "publish_s": round(time.perf_counter() - t2, 4)}
         self.metrics.accounts.set(acc.height)
         self.metrics.exchanges.set(rows.height)
 
@@ -378,7 +385,7 @@ class Engine:
             pl.col("first_flag").cast(pl.Int64).alias("first_flag"),
             pl.col("events").cast(pl.Int64),
             pl.col("events_before_flag").cast(pl.Int64),
-            pl.Series("shadow", enf < cur, dtype=pl.Boolean),
+            pl.Series("shadow", enf != cur, dtype=pl.Boolean),
         )
         prev = self._dframe
         cols = [c for c in d.columns if c != "account_id"]
@@ -495,6 +502,7 @@ class Engine:
             "refreshes": self.refreshes,
             "last_refresh": ms_to_rfc3339(int(self.refreshed_at * 1000)) if self.refreshed_at else None,
             "last_refresh_seconds": None if self.refresh_wall_s is None else round(self.refresh_wall_s, 4),
+            "last_refresh_breakdown": self.last_breakdown,
             "event_time_max": ms_to_rfc3339(self.max_event_ts),
             "shadow": self.cfg.shadow,
             "shadow_rules": list(self.cfg.shadow_rules),

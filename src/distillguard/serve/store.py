@@ -38,17 +38,19 @@ def _encode(df: pl.DataFrame) -> bytes:
 
 
 def _decode(blob: bytes) -> pl.DataFrame:
-    return pl.read_ipc(io.BytesIO(blob), memory_map=False)
+    return pl.read_ipc(io.BytesIO(blob))
 
 
 class Store:
     """Durable, idempotent store of accepted compact exchange rows (thread-safe)."""
 
-    def __init__(self, state_dir: str | Path):
+    def __init__(self, state_dir: str | Path, memory_limit: str = "256MB"):
         self.dir = Path(state_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.path = self.dir / STORE_FILE
         self._con = duckdb.connect(str(self.path))
+        # The store holds ids and blobs only: a small buffer pool is plenty (DuckDB's default is 80 % of RAM).
+        self._con.execute(f"SET memory_limit='{memory_limit}'")
         self._lock = threading.Lock()
         self._con.execute("CREATE TABLE IF NOT EXISTS ids (request_id VARCHAR PRIMARY KEY)")
         self._con.execute("CREATE TABLE IF NOT EXISTS chunks (seq BIGINT PRIMARY KEY, n INTEGER, data BLOB)")

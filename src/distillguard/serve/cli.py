@@ -1,0 +1,76 @@
+"""The ``serve`` command. Registered on the main CLI with ``app.command()(serve)``; also
+``python -m distillguard.serve`` (same options)."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(8080, help="Port to listen on."),
+    state_dir: Path = typer.Option(Path("distillguard-state"), "--state-dir", help="Embedded store (DuckDB) and quarantine.jsonl."),
+    rules: Optional[Path] = typer.Option(None, help="Directory of YAML rules (default: the packaged rules)."),
+    model: Optional[Path] = typer.Option(None, help="Model JSON (default: the packaged model)."),
+    policy: Optional[Path] = typer.Option(None, help="Policy YAML: thresholds, allow-lists, shadow / shadow_rules."),
+    tick_seconds: float = typer.Option(60.0, help="Decision tick in event time, as in scan (<= 900)."),
+    refresh_ms: int = typer.Option(2000, help="Recompute decisions at least this often (wall clock) while exchanges arrive."),
+    min_refresh_ms: int = typer.Option(250, help="Earliest refresh after the previous one when event time crosses a tick."),
+    shadow: bool = typer.Option(False, help="Shadow the whole policy: compute, log and export decisions; enforce none."),
+    shadow_rule: List[str] = typer.Option([], "--shadow-rule", help="Rule id whose verdicts are computed but not enforced (repeatable)."),
+    redis_url: Optional[str] = typer.Option(None, envvar="DISTILLGUARD_REDIS_URL", help="redis://host:port/db: consume the raw stream, replicate via the compact stream, publish decision keys."),
+    redis_prefix: str = typer.Option("dg:", help="Prefix of every Redis key and stream."),
+    consumer_name: Optional[str] = typer.Option(None, help="Consumer name in the group (default host-pid)."),
+    no_consume: bool = typer.Option(False, "--no-consume", help="Redis mode: follow the compact stream but read no raw entries."),
+    decision_ttl: int = typer.Option(900, help="TTL (s) of decision keys in Redis."),
+    webhook_url: List[str] = typer.Option([], "--webhook-url", help="POST signed action changes here (repeatable); secret in DISTILLGUARD_WEBHOOK_SECRET."),
+    no_auth: bool = typer.Option(False, "--no-auth", help="Serve without tokens (loopback only; development)."),
+    access_log: bool = typer.Option(False, help="uvicorn access log (request lines only; tokens are never logged)."),
+    log_level: str = typer.Option("info"),
+) -> None:
+    """Run the online service: POST exchanges, GET decisions (see docs/serve.md)."""
+    try:
+        import uvicorn
+
+        from .app import build_service, create_app
+    except ImportError as e:  # the `serve` extra is not installed
+        typer.echo(f"serve needs the optional extra: pip install 'distillguard[serve]' ({e})", err=True)
+        raise typer.Exit(2)
+    from .auth import ENV_VAR, TokenAuth
+    from .config import ServeConfig
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not 0 < tick_seconds <= 900:
+        raise typer.BadParameter("tick-seconds must be in (0, 900]")
+    try:
+        auth = TokenAuth.from_env()
+    except ValueError as e:  # the message names the entry's position, never its text
+        raise typer.BadParameter(str(e))
+    if no_auth:
+        if not _loopback(host):
+            raise typer.BadParameter("--no-auth is only allowed on a loopback address")
+        auth = None
+    elif not auth.configured:
+        raise typer.BadParameter(f"no API tokens: set {ENV_VAR}='token:ingest+decide,...' (or --no-auth on loopback)")
+    kw = {} if consumer_name is None else {"consumer_name": consumer_name}
+    cfg = ServeConfig(state_dir=state_dir, tick_ms=int(tick_seconds * 1000), rules_dir=rules, model_path=model, policy_path=policy,
+                      refresh_ms=refresh_ms, min_refresh_ms=min_refresh_ms, shadow=shadow, shadow_rules=tuple(shadow_rule),
+                      redis_url=redis_url, redis_prefix=redis_prefix, decision_ttl_s=decision_ttl,
+                      webhook_urls=tuple(webhook_url), **kw)
+    service = build_service(cfg, auth, consume=not no_consume)
+    app = create_app(service)
+    uvicorn.run(app, host=host, port=port, log_level=log_level.lower(), access_log=access_log, server_header=False)
