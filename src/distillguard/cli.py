@@ -24,6 +24,8 @@ def scan(
     tick_seconds: float = typer.Option(60.0, help="Decision refresh interval in event time (<= 900)."),
     memory_limit: str = typer.Option("3GB", help="Memory limit for the out-of-core stage; spills to disk past it."),
     workdir: Optional[Path] = typer.Option(None, help="Where spill files go (default: system temp)."),
+    engine: str = typer.Option("local", help="local (this machine) or spark (PySpark, the spark extra; docs/spark.md)."),
+    spark_master: Optional[str] = typer.Option(None, help="Spark master for --engine spark (default local[2])."),
     indicators: Optional[List[Path]] = typer.Option(None, "--indicators", help="Partner STIX bundles to match (see `share`)."),
     coalition_key: Optional[Path] = typer.Option(None, "--coalition-key", help="Coalition HMAC key file (default $DG_COALITION_KEY)."),
     provider: Optional[str] = typer.Option(None, help="This provider's name in sightings."),
@@ -35,10 +37,18 @@ def scan(
 
     if not 0 < tick_seconds <= 900:
         raise typer.BadParameter("tick-seconds must be in (0, 900]: the spec refreshes decisions at least every 15 minutes")
+    if engine not in ("local", "spark"):
+        raise typer.BadParameter("engine must be 'local' or 'spark'")
+    cfg = ReplayConfig(tick_ms=int(tick_seconds * 1000))
     try:
-        s = run_scan(inputs, out, rules_dir=rules, model_path=model, policy_path=policy,
-                     config=ReplayConfig(tick_ms=int(tick_seconds * 1000)), memory_limit=memory_limit,
-                     workdir=workdir, show_progress=not quiet)
+        if engine == "spark":
+            from .spark import run_spark_scan
+
+            s = run_spark_scan(inputs, out, master=spark_master or "local[2]", tick_ms=cfg.tick_ms,
+                               rules_dir=rules, model_path=model, policy_path=policy, config=cfg)
+        else:
+            s = run_scan(inputs, out, rules_dir=rules, model_path=model, policy_path=policy, config=cfg,
+                         memory_limit=memory_limit, workdir=workdir, show_progress=not quiet)
     except FileNotFoundError as e:
         console.print("error: " + str(e), style="red", markup=False)
         raise typer.Exit(2)
@@ -104,7 +114,8 @@ def demo(
     simulate(out=sim_dir, seed=seed, hours=hours, scale=scale, split=split, inject_bad=0.0, quiet=True)
     console.rule("2/3 scan")
     scan([str(sim_dir / "events.jsonl")], out=scan_dir, rules=None, model=None, policy=None, tick_seconds=60.0,
-         memory_limit="3GB", workdir=None, indicators=None, coalition_key=None, provider=None, quiet=False)
+         memory_limit="3GB", workdir=None, engine="local", spark_master=None, indicators=None, coalition_key=None,
+         provider=None, quiet=False)
     console.rule("3/3 evaluate")
     evaluate(sim_dir / "labels.csv", scan_dir, events=[str(sim_dir / "events.jsonl")], out=None)
     console.print(f"demo finished in {time.time() - t0:.0f} s", markup=False)
