@@ -112,7 +112,6 @@ def replay(ticks: pl.DataFrame, links: pl.DataFrame, attrs: pl.DataFrame, model:
         t_end = int(snaps["tick"].max())
         step = cfg.cluster_every_ms
         epochs = list(range((t0 // step + 1) * step, t_end + step, step))
-        last_pairs = -1
         for k, E in enumerate(epochs):
             say("clusters", 0.4 + 0.5 * k / max(1, len(epochs)))
             labels, linked = graph.components_at(E)

@@ -41,18 +41,11 @@ def load_rule_docs(directory: str | Path | None = None) -> list[dict]:
     return docs
 
 
-def _conds(block: dict | None) -> list[tuple[str, str, float]]:
-    out = []
-    for feat, cond in (block or {}).items():
-        op, val = str(cond).split()
-        out.append((str(feat), op, float(val)))
-    return out
-
-
 def rule_pattern(doc: dict) -> str:
-    det = doc.get("detection") or {}
-    conds = [("exchanges", ">=", float(det.get("min_events", 1)))] + _conds(det.get("all"))
-    return stix.range_pattern(ACCOUNT_TYPE, conds, _conds(det.get("any")))
+    # The scan's own rule parser reads the conditions, so the exported pattern cannot drift from it.
+    rule = parse_rule(doc)
+    conds = [("exchanges", ">=", float(rule.min_events))] + list(rule.conditions)
+    return stix.range_pattern(ACCOUNT_TYPE, conds, list(rule.any_of))
 
 
 def rule_digest(doc: dict) -> str:
