@@ -28,11 +28,12 @@ REASONING_ELICIT = _alt(
     r"<think>", r"<reasoning>", r"<scratchpad>", r"\[reasoning\]", r"internal monologue",
     r"verbatim (?:reasoning|thoughts)", r"do not skip (?:any )?steps", r"reason (?:step|carefully|thoroughly)",
     r"(?:show|with|list|include|explain) (?:all|every|each) (?:of )?(?:the )?(?:intermediate )?steps", r"reason (?:it|this) (?:through|out)",
-    r"walk (?:me )?through", r"<thinking>", r"\bthinking tags?\b", r"(?:double|triple)[- ]check", r"verify (?:your|each|every) (?:answer|step)",
+    r"walk (?:me )?through", r"(?:each|every|all(?: the)?) (?:single |intermediate |sub-?)?steps?\b", r"\bfull working\b", r"\bshow everything\b", r"<thinking>", r"\bthinking tags?\b", r"(?:double|triple)[- ]check", r"verify (?:your|each|every) (?:answer|step)",
     r"explain (?:the|your) (?:whole|full|complete|entire) (?:solution|reasoning|answer)", r"\bgo step by step\b", r"\bworked solution\b",
     # the word "reasoning / thought process" itself, in many languages (stems)
     r"razonamiento", r"raciocínio", r"ragionamento", r"raisonnement", r"begründung", r"рассужден", r"міркуван", r"rozumowani", r"úvah",
     r"推理", r"思路", r"推論", r"思考の", r"추론", r"풀이 과정", r"استدلال", r"تفكير", r"तर्क", r"suy luận", r"penalaran", r"akıl yürüt",
+    r"cada paso", r"cada etapa", r"chaque étape", r"jeden (?:einzelnen )?schritt", r"ogni passaggio", r"каждый шаг", r"每一步", r"每个步骤", r"各ステップ", r"각 단계", r"كل خطوة", r"हर चरण", r"từng bước một", r"setiap langkah", r"her adım",
     r"todos los pasos", r"todos os passos", r"toutes les étapes", r"alle schritte", r"tutti i passaggi", r"все шаги", r"всі кроки", r"所有步骤",
     r"全部步骤", r"すべての手順", r"全ての手順", r"모든 (?:풀이 )?(?:단계|과정)", r"جميع الخطوات", r"सभी चरण", r"tất cả các bước", r"semua langkah",
     # Chinese
@@ -87,6 +88,19 @@ RUBRIC = _alt(
     r"mejor respuesta", r"melhor resposta", r"meilleure réponse", r"bessere antwort", r"лучший ответ",
     r"评分", r"打分", r"哪个回答更好", r"評価してください", r"採点", r"점수를 매기", r"califica (?:la|esta) respuesta", r"puntúa",
     r"avalie a resposta", r"note (?:la|cette) réponse", r"bewerte die antwort", r"оцени(?:те)? (?:ответ|ответы)", r"قيّم الإجابة",
+)
+
+# Asking for a short, machine-parseable answer: what an evaluation harness or an app back-end
+# needs (it parses one value out of the reply), the opposite of a harvester asking for as much
+# output as it can get. Counted only where no output-maximising ask is present (see marks).
+ANSWER_FORMAT = _alt(
+    r"final answer (?:after|within|in|as|on|at the end|inside)", r"(?:put|present|give|write|box) (?:the|your) (?:final )?answer (?:within|in|as|after|inside)",
+    r"box (?:the|your) final answer", r"final (?:numeric|numerical|integer) answer", r"last line of (?:your|the) response", r"\$answer\b", r"answer: \$", r"####",
+    r"\b(?:return|respond with|reply with|answer with|output|give|provide) (?:only|just)\b", r"\b(?:code|letter|number|answer|word|label|category|json) only\b",
+    r"\bonly (?:the|one|a single) (?:code|letter|number|answer|final answer|word|label|category|option)\b", r"should only contain",
+    r"\b(?:in |with )?(?:one|a single) word\b", r"\bnothing else\b", r"\bno (?:explanation|extra text|other text)\b", r"without (?:any )?(?:explanation|commentary)",
+    r"只输出", r"仅输出", r"只回答", r"只需(?:给出|回答)", r"のみ(?:を)?(?:出力|回答|答え)", r"만 (?:출력|답)", r"solo (?:la respuesta|el código|la letra)",
+    r"apenas (?:a resposta|o código|a letra)", r"uniquement (?:la réponse|le code|la lettre)", r"nur (?:die antwort|den code|den buchstaben)", r"только (?:ответ|код|букву)",
 )
 
 # Benchmark / exam-shaped content: the capability space harvesters sweep. Structural markers

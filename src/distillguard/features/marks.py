@@ -78,6 +78,9 @@ def tick_sums(m: pl.DataFrame) -> pl.DataFrame:
         _i(pl.col("f_rubric")).alias("rubric"),
         _i(pl.col("f_exam")).alias("exam"),
         _i(pl.col("f_code")).alias("code"),
+        # A parseable-answer constraint with no output-maximising ask: evaluation harnesses and
+        # app back-ends want one value back; a harvester wants the whole trace.
+        _i(pl.col("f_fmt") & ~pl.col("f_maxout")).alias("fmt"),
         _i(pl.col("f_logprobs")).alias("logprobs"),
         _i(pl.col("f_effort")).alias("effort"),
         _i(pl.col("multi_n")).alias("multi_n"),

@@ -83,9 +83,13 @@ HEAD_CHARS = 2000
 
 
 def bounded(text: pl.Expr) -> pl.Expr:
-    """The head of a long text: instructions and the item sit there in practice, and bounding
-    the scanned length bounds the cost of the regexes whatever payload follows."""
-    return text.str.slice(0, HEAD_CHARS)
+    """The head and the tail of a long text: instructions sit before or after the item in
+    practice (``{q}`` then "explain every step"), and bounding the scanned length bounds the
+    cost of the regexes whatever payload sits in the middle."""
+    tail = HEAD_CHARS // 4
+    return pl.when(text.str.len_chars() > HEAD_CHARS).then(
+        pl.concat_str([text.str.slice(0, HEAD_CHARS - tail), text.str.slice(-tail)], separator="\n")
+    ).otherwise(text)
 
 
 def intent_flags(low_prompt: pl.Expr, low_both: pl.Expr) -> list[pl.Expr]:
@@ -101,6 +105,7 @@ def intent_flags(low_prompt: pl.Expr, low_both: pl.Expr) -> list[pl.Expr]:
         m(low_both, lexicon.RUBRIC).fill_null(False).alias("f_rubric"),
         m(low_prompt, lexicon.EXAM_LIKE).fill_null(False).alias("f_exam"),
         m(low_prompt, lexicon.CODE_LIKE).fill_null(False).alias("f_code"),
+        m(low_prompt, lexicon.ANSWER_FORMAT).fill_null(False).alias("f_fmt"),
     ]
 
 

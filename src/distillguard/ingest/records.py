@@ -34,7 +34,7 @@ from ..schema import EVENT_SCHEMA, FIELD_KINDS, LINE_COL, REQUIRED, SOURCE_COL
 from .timestamps import parse_ts_column
 
 MAX_LINE_BYTES = 1 << 20  # a longer line is quarantined as too_long, never parsed
-MAX_DEPTH = 10_000  # deeper nesting is quarantined as too_deep (parsers recurse / may crash)
+MAX_DEPTH = 1_000  # deeper nesting is quarantined as too_deep (orjson stops at 1024; parsers recurse)
 BLANK = b" \t\r"  # a line of only these is not a record (not counted anywhere)
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
