@@ -40,7 +40,7 @@ Blank lines (empty or only spaces, tabs, ``\r``) are not records: neither read n
 quarantined, but they do count for line numbers.
 """
 
-from .bodies import records_to_batch
+from .bodies import ndjson_records, records_to_batch
 from .inputs import detect_format, expand_inputs
 from .jsonl_block import JsonBlockParser, parse_block, parse_block_slow
 from .quarantine import Quarantine, truncate_record
@@ -62,6 +62,7 @@ __all__ = [
     "parse_block_slow",
     "parse_ts_column",
     "read_events",
+    "ndjson_records",
     "records_to_batch",
     "truncate_record",
     "validate_lines",

@@ -15,8 +15,15 @@ from .stats import IngestStats
 _FAST_MIN = 256  # below this many records the per-record path is quicker than Arrow's setup
 
 
+def ndjson_records(body: bytes) -> int:
+    """How many records (lines) an NDJSON body holds: a final newline ends the last one."""
+    if not body:
+        return 0
+    return body.count(b"\n") + (0 if body.endswith(b"\n") else 1)
+
+
 def records_to_batch(
-    records: Iterable[bytes | str | dict],
+    records: Iterable[bytes | str | dict] | bytes,
     source: str,
     quarantine: Quarantine,
     stats: IngestStats,
@@ -31,7 +38,9 @@ def records_to_batch(
     records : iterable of bytes, str or dict
         One record each: raw JSON text (an NDJSON line, which may itself contain
         newlines) or an already-decoded object (an item of a JSON array body).
-        Blank text records are skipped and not counted.
+        Blank text records are skipped and not counted. A ``bytes`` object is a whole
+        NDJSON body (one record a line, ``ndjson_records(body)`` of them): it goes to the
+        block parser as it is, without being split into per-record objects first.
     source : str
         Name recorded in quarantine lines (e.g. ``"http:/v1/events"``).
     quarantine : Quarantine
@@ -46,6 +55,14 @@ def records_to_batch(
     pyarrow.RecordBatch
         Valid records, exactly EVENT_SCHEMA, in input order.
     """
+    if isinstance(records, (bytes, bytearray, memoryview)):
+        body = bytes(records)
+        if ndjson_records(body) >= _FAST_MIN:
+            return _finish([JsonBlockParser().parse(body, first_line, source_index)], [], source, quarantine, stats)
+        lines = body.split(b"\n")
+        if lines and lines[-1] == b"":
+            lines.pop()
+        records = lines
     texts: list[bytes] = []
     text_lines: list[int] = []
     objs: list[tuple[int, Any]] = []
@@ -68,6 +85,12 @@ def records_to_batch(
         results.append(_validate_texts(texts, text_lines, source_index))
     if objs:
         results.append(validate_objects(objs, source_index))
+    return _finish(results, rejects, source, quarantine, stats)
+
+
+def _finish(results: list[BlockResult], rejects: list, source: str, quarantine: Quarantine,
+            stats: IngestStats) -> pa.RecordBatch:
+    """Quarantine the rejects, count, and return the valid rows as one batch in line order."""
     for res in results:
         rejects.extend(res.rejects)
     rejects.sort(key=lambda r: r[0])

@@ -40,8 +40,9 @@ def _json(obj: Any, status: int = 200, headers: dict | None = None) -> Response:
     return Response(orjson.dumps(obj), status_code=status, media_type=JSON, headers=headers)
 
 
-def split_body(body: bytes) -> list:
-    """Records of a request body: a JSON array's items, or NDJSON lines (raw bytes).
+def split_body(body: bytes) -> list | bytes:
+    """Records of a request body: a JSON array's items, or the NDJSON body itself (``bytes``,
+    one record a line; the block parser splits it without a Python object per record).
 
     Raises ``ValueError`` when a body that starts with ``[`` is not a JSON array.
     """
@@ -51,10 +52,7 @@ def split_body(body: bytes) -> list:
         if not isinstance(items, list):
             raise ValueError("not a JSON array")
         return items
-    lines = body.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    return lines
+    return body
 
 
 class Service:

@@ -42,7 +42,7 @@ import polars as pl
 
 from ..features.exchange import exchange_features
 from ..features.marks import account_ticks
-from ..ingest import IngestStats, Quarantine, records_to_batch
+from ..ingest import IngestStats, Quarantine, ndjson_records, records_to_batch
 from ..replay import ReplayConfig, replay
 from ..report import ms_to_rfc3339
 from ..schema import ACTIONS
@@ -179,8 +179,11 @@ class Engine:
 
     # -- ingest ------------------------------------------------------------------------------
 
-    def prepare(self, records: list, source: str) -> Prepared:
-        """Validate (quarantining rejects) and reduce a body's records; nothing is committed."""
+    def prepare(self, records: list | bytes, source: str) -> Prepared:
+        """Validate (quarantining rejects) and reduce a body's records; nothing is committed.
+
+        ``records`` is a list of records or a whole NDJSON body (``bytes``, one record a line).
+        """
         col = _Collect(self.quarantine, self.cfg.max_rejects_listed)
         stats = IngestStats()
         batch = records_to_batch(records, source, col, stats)  # type: ignore[arg-type]
@@ -190,7 +193,8 @@ class Engine:
         rows = exchange_features(batch) if batch.num_rows else None
         if rows is None:
             rows = pl.DataFrame()
-        return Prepared(rows, stats.read, len(records), col.count, col.items, col.reasons)
+        span = ndjson_records(records) if isinstance(records, (bytes, bytearray)) else len(records)
+        return Prepared(rows, stats.read, span, col.count, col.items, col.reasons)
 
     def apply(self, rows: pl.DataFrame, span: int, meta: dict[str, str] | None = None) -> tuple[int, int]:
         """Commit a body's compact rows (numbered in acceptance order); return (accepted, duplicate).
@@ -224,7 +228,7 @@ class Engine:
             self._wake.set()
         return accepted, duplicate
 
-    def ingest(self, records: list, source: str = "http:/v1/events") -> IngestResult:
+    def ingest(self, records: list | bytes, source: str = "http:/v1/events") -> IngestResult:
         """Validate, reduce, commit (embedded mode). Returns the counts for the response."""
         t0 = time.perf_counter()
         p = self.prepare(records, source)
