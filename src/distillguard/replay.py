@@ -37,6 +37,11 @@ class ReplayConfig:
     # association alone would punish a family member sharing a card.
     propagate_min_extract: float = 0.5
     propagate_min_own: float = 0.3
+    # A cluster convicts only when most of its prompts are new to the whole log. Linked
+    # accounts that mostly echo what others already sent (evaluators sharing a public eval
+    # template and benchmark, users of one popular prompt) are not jointly covering new ground;
+    # a campaign that splits a sweep over its accounts is.
+    cluster_min_global_novelty: float = 0.5
 
 
 def _noisy_or(p: np.ndarray, fired: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -134,6 +139,8 @@ def replay(ticks: pl.DataFrame, links: pl.DataFrame, attrs: pl.DataFrame, model:
             # A cluster verdict reaches its members only through a reviewed cluster rule: the model
             # alone never convicts by association.
             c_lvl = np.where(c_fired.any(axis=1) if c_fired.size else False, c_lvl, np.minimum(c_lvl, 1)).astype(np.int8)
+            echo = csum["x_global_novelty"].to_numpy() < cfg.cluster_min_global_novelty
+            c_lvl = np.where(echo, np.minimum(c_lvl, 1), c_lvl).astype(np.int8)
             flagged_c = np.flatnonzero(c_lvl >= 2)
             if flagged_c.size == 0:
                 continue

@@ -1,7 +1,9 @@
 """Linking accounts into clusters: shared payment, networks, clients, domains, templates.
 
 Each account–key pair becomes active at the first time the account showed the key (for
-templates: when a third distinct prompt used the same frame, so a one-off coincidence links nothing). At a cluster
+templates: when a third distinct prompt used the same frame and the frame carries at least
+``TEMPLATE_SHARE`` of the account's distinct prompts so far, so neither a one-off coincidence nor
+a popular question links anything). At a cluster
 epoch E the clusters are the connected components of the bipartite account–key graph built from
 pairs active at E, skipping keys held by fewer than two accounts and keys so common by E that
 they say nothing about coordination (public mail domains, carrier-NAT ranges, popular SDK
@@ -27,6 +29,11 @@ FREE_MAIL = {
 # Most accounts one key may link before it counts as common (per key kind).
 KEY_CAP = {"pf": 200, "org": 500, "net": 120, "dom": 40, "tpl": 150}
 TEMPLATE_REUSE = 3
+# A frame links accounts only while it frames at least this share of the account's distinct
+# prompts: a campaign's wrapper frames nearly all of them; a popular public question that a
+# router's users happened to send three times with different follow-ups is content, not a
+# template, and would otherwise tie together everyone who ever asked it.
+TEMPLATE_SHARE = 0.2
 
 def link_pairs(rows: pl.DataFrame) -> pl.DataFrame:
     """(account_id, key, kind, first_ts) for every key shared by at least two accounts in the log.

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from .linking import FREE_MAIL, TEMPLATE_REUSE
+from .linking import FREE_MAIL, TEMPLATE_REUSE, TEMPLATE_SHARE
 
 SMALL_OUTPUT_CAP = 256  # max_tokens below this asks for a label or a short extract, not a corpus
 
@@ -41,6 +41,7 @@ def mark(df: pl.DataFrame, tick_ms: int) -> pl.DataFrame:
         (pl.col("b0").is_not_null() & ~(_first("b0") & _first("b1") & _first("b2"))).alias("nd"),
         use("h_pre").alias("pre_use"),
         use("h_suf").alias("suf_use"),
+        pl.col("new_exact").cast(pl.Int32).cum_sum().over("account_id").alias("acct_new"),
         _first("_hour").alias("new_hour"),
         pl.struct(["account_id", pl.col("_hour") % 24]).is_first_distinct().alias("new_hod"),
         _first("script").alias("new_script"),
@@ -106,6 +107,11 @@ def tick_sums(m: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def _framing(use: str) -> pl.Expr:
+    """Rows at which a frame counts as the account's template (see ``linking``), causally."""
+    return (pl.col(use) >= TEMPLATE_REUSE) & (pl.col(use) >= TEMPLATE_SHARE * pl.col("acct_new"))
+
+
 def link_rows(m: pl.DataFrame) -> pl.DataFrame:
     """(account_id, key, first_ts) for every linkable key an account showed (see ``linking``)."""
     s = pl.col
@@ -117,8 +123,8 @@ def link_rows(m: pl.DataFrame) -> pl.DataFrame:
         # A domain alone is weak (ISP mail, big employers); with the network it is one organisation.
         m.filter(s("dom").is_not_null() & s("asn").is_not_null() & ~s("dom").is_in(sorted(FREE_MAIL))).select(
             "account_id", pl.concat_str([pl.lit("dom:"), s("dom"), pl.lit("|"), s("asn").cast(pl.String)]).alias("key"), "ts"),
-        m.filter(s("pre_use") == TEMPLATE_REUSE).select("account_id", (pl.lit("tpl:") + s("h_pre").cast(pl.String)).alias("key"), "ts"),
-        m.filter(s("suf_use") == TEMPLATE_REUSE).select("account_id", (pl.lit("tpl:") + s("h_suf").cast(pl.String)).alias("key"), "ts"),
+        m.filter(_framing("pre_use")).select("account_id", (pl.lit("tpl:") + s("h_pre").cast(pl.String)).alias("key"), "ts"),
+        m.filter(_framing("suf_use")).select("account_id", (pl.lit("tpl:") + s("h_suf").cast(pl.String)).alias("key"), "ts"),
     ]
     return pl.concat(parts).group_by("account_id", "key").agg(pl.col("ts").min().alias("first_ts"))
 
