@@ -66,9 +66,10 @@ def test_rule_metadata(rule_id):
 
 
 def test_any_block_needs_one_alternative():
-    # dg-001 without any output-maximising or new-account evidence is an evaluation harness.
-    assert not fires("dg-001", row(500, reason_share=0.9, young=0.1, **HARVEST))
-    assert fires("dg-001", row(500, reason_share=0.9, young=0.9, **HARVEST))
+    # dg-001 without output-maximising evidence or a demand for the whole trace is an
+    # evaluation harness ("let's think step by step"), however new the account.
+    assert not fires("dg-001", row(500, reason_share=0.9, young=0.9, **HARVEST))
+    assert fires("dg-001", row(500, reason_share=0.9, trace_share=0.8, **HARVEST))
 
 
 def test_malformed_rule_is_rejected():

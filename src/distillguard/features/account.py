@@ -18,7 +18,7 @@ import polars as pl
 SUM_COLUMNS = [
     "n", "new_exact", "nd", "tpl", "new_hour", "new_hod", "single", "multi", "text",
     "reason", "maxout", "rubric", "exam", "code", "logprobs", "effort", "multi_n", "big_max",
-    "trunc", "tools", "lang", "out_tok", "dt_n", "dt_sum", "dt_sq", "new_script", "extract", "new_global", "ident", "shape_novel", "fmt",
+    "trunc", "tools", "lang", "out_tok", "dt_n", "dt_sum", "dt_sq", "new_script", "extract", "new_global", "ident", "shape_novel", "fmt", "trace",
 ]
 
 def tick_aggregates(ticks: pl.DataFrame) -> pl.DataFrame:
@@ -55,7 +55,7 @@ FEATURES = [
     "log_n", "novelty", "nd_share", "tpl_share", "single_share", "reason_share", "maxout_share",
     "rubric_share", "exam_share", "code_share", "shape_share", "trunc_share", "log_out_tok",
     "hod_cover", "duty", "iat_cv", "log_rate", "young", "lang_spread", "tools_share", "extract_share", "log_extract",
-    "global_novelty", "text_share", "fmt_share",
+    "global_novelty", "text_share", "fmt_share", "trace_share",
 ]
 
 
@@ -92,6 +92,7 @@ def derive(df: pl.DataFrame, prefix: str = "", now_col: str = "tick") -> pl.Data
         "exam_share": c("exam") / text,
         "code_share": c("code") / text,
         "fmt_share": c("fmt") / text,
+        "trace_share": c("trace") / text,
         "shape_share": shape,
         "trunc_share": c("trunc") / n,
         "log_out_tok": (c("out_tok") / n).log1p(),

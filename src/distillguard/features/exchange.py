@@ -19,7 +19,7 @@ COMPACT_COLUMNS = [
     "request_id", "account_id", "ts", "_source", "_line",
     "created", "pf", "dom", "ipnet", "asn", "ua", "org", "model",
     "conv", "turn", "has_text",
-    "f_reason", "f_maxout", "f_rubric", "f_exam", "f_code", "f_fmt", "script",
+    "f_reason", "f_maxout", "f_rubric", "f_exam", "f_code", "f_fmt", "f_trace", "script",
     "max_tokens", "n", "f_logprobs", "f_effort", "temperature", "tools", "out_tok", "reason_tok", "f_trunc",
     "h_exact", "h_pre", "h_suf", "b0", "b1", "b2",
 ]

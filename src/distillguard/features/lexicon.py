@@ -90,6 +90,24 @@ RUBRIC = _alt(
     r"avalie a resposta", r"note (?:la|cette) réponse", r"bewerte die antwort", r"оцени(?:те)? (?:ответ|ответы)", r"قيّم الإجابة",
 )
 
+# Demanding the *whole* trace: completeness or rawness words around a reasoning ask. A harness
+# uses chain of thought as a means ("let's think step by step") and keeps only the answer; trace
+# harvesting wants every step, unedited, nothing skipped. Counted together with a reasoning ask
+# (see marks), so "complete the following function" alone is not a trace demand.
+TRACE_DEMAND = _alt(
+    r"\b(?:entire|complete|full|whole|raw|unedited|unfiltered|verbatim|internal|hidden|private|exhaustive)\b[ ,\w-]{0,24}\b(?:chain|reasoning|thoughts?|thinking|derivation|working|trace|process|scratchpad|monologue|calculations?)\b",
+    r"\bevery (?:single |intermediate |last )?(?:step|thought|calculation|check|correction|sub-?step|detail|line)s?\b",
+    r"\ball (?:of )?(?:your|the) (?:steps|reasoning|thinking|thoughts|intermediate|work|working|calculations)\b",
+    r"\b(?:do not|don'?t|never|without) (?:skip|skipping|summari[sz]e|summari[sz]ing|omit|omitting|shorten|leave out)",
+    r"exactly as you (?:think|reason)", r"\binternally\b",
+    r"completo", r"completa", r"sin omitir", r"sin resumir", r"sem omitir", r"sem resumir", r"\bbruto\b", r"\bcada (?:paso|etapa|idea|ideia)",
+    r"complet\b", r"complète", r"\bbrut\b", r"sans rien omettre", r"ne résume", r"chaque étape", r"chaque idée",
+    r"vollständig", r"ungekürzt", r"lückenlos", r"\bjeden (?:gedanken|schritt)", r"nichts zusammen", r"ogni passaggio", r"tutto il (?:tuo )?ragionamento",
+    r"полност", r"\bвесь\b", r"\bвсю\b", r"кажд", r"ничего не (?:сокращ|пропуск)", r"\bбез (?:правок|пропусков|сокращений)", r"кожн", r"\bcały", r"każd", r"volledig", r"\belke\b",
+    r"完整", r"全部", r"所有", r"每一", r"原始", r"不要省略", r"不要总结", r"原样", r"すべて", r"全て", r"そのまま", r"省略", r"전체", r"모든", r"그대로", r"생략",
+    r"كامل", r"\bكل\b", r"पूरी", r"पूरा", r"\bहर\b", r"\btüm\b", r"eksiksiz", r"toàn bộ", r"đầy đủ", r"seluruh", r"setiap", r"lengkap",
+)
+
 # Asking for a short, machine-parseable answer: what an evaluation harness or an app back-end
 # needs (it parses one value out of the reply), the opposite of a harvester asking for as much
 # output as it can get. Counted only where no output-maximising ask is present (see marks).

@@ -82,6 +82,8 @@ def tick_sums(m: pl.DataFrame) -> pl.DataFrame:
         # A parseable-answer constraint with no output-maximising ask: evaluation harnesses and
         # app back-ends want one value back; a harvester wants the whole trace.
         _i(pl.col("f_fmt") & ~pl.col("f_maxout")).alias("fmt"),
+        # A reasoning ask that also demands the whole, unedited trace.
+        _i(pl.col("f_reason") & pl.col("f_trace")).alias("trace"),
         _i(pl.col("f_logprobs")).alias("logprobs"),
         _i(pl.col("f_effort")).alias("effort"),
         _i(pl.col("multi_n")).alias("multi_n"),

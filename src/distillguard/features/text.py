@@ -106,6 +106,7 @@ def intent_flags(low_prompt: pl.Expr, low_both: pl.Expr) -> list[pl.Expr]:
         m(low_prompt, lexicon.EXAM_LIKE).fill_null(False).alias("f_exam"),
         m(low_prompt, lexicon.CODE_LIKE).fill_null(False).alias("f_code"),
         m(low_prompt, lexicon.ANSWER_FORMAT).fill_null(False).alias("f_fmt"),
+        m(low_both, lexicon.TRACE_DEMAND).fill_null(False).alias("f_trace"),
     ]
 
 
