@@ -247,3 +247,22 @@ def test_serve_command_registers_on_a_typer_app(tmp_path):
     assert r.exit_code == 2
     r = runner.invoke(app, ["serve", "--state-dir", str(tmp_path)], env={"DISTILLGUARD_API_TOKENS": "verysecret-x:nope"})
     assert r.exit_code == 2 and "verysecret" not in r.output
+
+
+def test_replay_horizon_folds_old_ticks_and_keeps_current_actions(sim, tmp_path):
+    from distillguard.serve.engine import Engine
+
+    log, _ = sim
+    body = b"\n".join(lines_of(log))
+    actions, ticks = {}, {}
+    for hz in (None, 2 * 3_600_000):
+        e = Engine(ServeConfig(state_dir=tmp_path / f"hz-{hz}", refresh_ms=10**9, replay_horizon_ms=hz))
+        try:
+            e.ingest(body)
+            e.refresh()
+            actions[hz] = {a: orjson.loads(b)["action"] for a, b in e.decisions.items()}
+            ticks[hz] = e._ticks.height
+        finally:
+            e.close()
+    assert ticks[2 * 3_600_000] < ticks[None]
+    assert actions[2 * 3_600_000] == actions[None]

@@ -42,6 +42,9 @@ class ReplayConfig:
     # template and benchmark, users of one popular prompt) are not jointly covering new ground;
     # a campaign that splits a sweep over its accounts is.
     cluster_min_global_novelty: float = 0.5
+    # Cluster epochs before this event time are not replayed (the online service sets it to its
+    # replay horizon; the batch scan replays everything).
+    cluster_since_ms: int | None = None
 
 
 def _noisy_or(p: np.ndarray, fired: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -114,6 +117,8 @@ def replay(ticks: pl.DataFrame, links: pl.DataFrame, attrs: pl.DataFrame, model:
     state = snaps.select(state_cols).sort(["account_id", "tick"])
     if pairs.height:
         t0 = int(pairs["first_ts"].min())
+        if cfg.cluster_since_ms is not None:
+            t0 = max(t0, int(cfg.cluster_since_ms) - cfg.cluster_every_ms)
         t_end = int(snaps["tick"].max())
         step = cfg.cluster_every_ms
         epochs = list(range((t0 // step + 1) * step, t_end + step, step))
@@ -220,6 +225,24 @@ def _clusters(acc: pl.DataFrame) -> pl.DataFrame:
         pl.col("first_flag").min().alias("first_flagged_ts"),
         pl.col("reasons").sort_by("score", descending=True).first().alias("reasons"),
     ).sort("score", descending=True)
+
+
+def fold_before(ticks: pl.DataFrame, horizon: int) -> pl.DataFrame:
+    """Per-(account, tick) sums with every tick before ``horizon`` folded into one row per account.
+
+    Running sums after the horizon are unchanged (the folded row carries the account's history
+    at its last old tick), so decisions after the horizon see the same account totals; only the
+    trailing window of the first hour after the horizon reaches back into the folded row. This
+    bounds the online service's replay by its horizon instead of by everything it ever saw.
+    """
+    old = ticks.filter(pl.col("tick") < horizon)
+    if old.height == 0:
+        return ticks
+    folded = old.group_by("account_id").agg(
+        pl.col("tick").max(), *[pl.col(c).sum() for c in SUM_COLUMNS],
+        pl.col("first_ts").min(), pl.col("last_ts").max(), pl.col("created").min(),
+    )
+    return pl.concat([folded.select(ticks.columns), ticks.filter(pl.col("tick") >= horizon)], how="vertical_relaxed")
 
 
 def empty_result() -> tuple[pl.DataFrame, pl.DataFrame]:

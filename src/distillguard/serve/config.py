@@ -29,6 +29,11 @@ class ServeConfig:
     # boundary and at least ``min_refresh_ms`` passed.
     refresh_ms: int = 2_000
     min_refresh_ms: int = 250
+    # Replay horizon: per-tick history older than this (event time, behind the newest exchange)
+    # is folded into one row per account and its cluster epochs are not replayed again, so a
+    # refresh costs what the horizon holds, not everything the service ever saw. Account totals
+    # are kept; None replays everything (as ``distillguard scan`` does).
+    replay_horizon_ms: int | None = 48 * 3_600_000
     # Safe roll-out: shadow the whole policy (compute, log, export; enforce nothing) or some rules
     # (decisions enforced as if those rules did not exist; the full decision is still exported).
     shadow: bool = False
@@ -61,6 +66,8 @@ class ServeConfig:
             d = yaml.safe_load(Path(self.policy_path).read_text()) or {}
             self.shadow = self.shadow or bool(d.get("shadow", False))
             self.shadow_rules = tuple(dict.fromkeys([*self.shadow_rules, *map(str, d.get("shadow_rules", []) or [])]))
+        if self.replay_horizon_ms is not None and self.replay_horizon_ms < 2 * 3_600_000:
+            raise ValueError("replay_horizon_ms must be at least two hours (the trailing window is one)")
         if not 0 < self.tick_ms <= 900_000:
             raise ValueError("tick_ms must be in (0, 900000]: the spec refreshes decisions at least every 15 minutes")
 

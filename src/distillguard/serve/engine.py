@@ -29,6 +29,7 @@ enforced (``action``); ``computed_action`` is what the policy says with every ru
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -43,7 +44,7 @@ import polars as pl
 from ..features.exchange import exchange_features
 from ..features.marks import account_ticks
 from ..ingest import IngestStats, Quarantine, ndjson_records, records_to_batch
-from ..replay import ReplayConfig, replay
+from ..replay import ReplayConfig, fold_before, replay
 from ..report import ms_to_rfc3339
 from ..schema import ACTIONS
 from ..scoring.model import AccountModel
@@ -330,12 +331,19 @@ class Engine:
             ticks, links, attrs = self._ticks, self._links, self._attrs
         if ticks is None or ticks.height == 0:
             return
-        # Step 3: the scan's replay over everything.
+        # Step 3: the scan's replay, over the horizon (older ticks folded into one row an account).
         t1 = time.perf_counter()
-        acc, _clusters = replay(ticks, links, attrs, self.model, self.rules, self.policy, self.replay_cfg)
+        rcfg = self.replay_cfg
+        if self.cfg.replay_horizon_ms is not None:
+            step = rcfg.cluster_every_ms
+            horizon = (int(rows["ts"].max()) - self.cfg.replay_horizon_ms) // step * step
+            if int(ticks["tick"].min()) < horizon:
+                ticks = fold_before(ticks, horizon)
+                rcfg = dataclasses.replace(rcfg, cluster_since_ms=horizon)
+        acc, _clusters = replay(ticks, links, attrs, self.model, self.rules, self.policy, rcfg)
         acc_enf = acc
         if self.cfg.shadow_rules and not self.cfg.shadow:
-            acc_enf, _ = replay(ticks, links, attrs, self.model, self.rules_enforced, self.policy, self.replay_cfg)
+            acc_enf, _ = replay(ticks, links, attrs, self.model, self.rules_enforced, self.policy, rcfg)
         # Commit the new state only once everything succeeded.
         self._rows, self._firsts, self._ticks, self._links, self._attrs = rows, firsts, ticks, links, attrs
         self.max_event_ts = int(rows["ts"].max())
