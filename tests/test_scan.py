@@ -159,3 +159,16 @@ def test_empty_log(tmp_path):
     s = scan([str(log)], tmp_path / "out", show_progress=False)
     assert s["records_read"] == 0 and s["accounts"] == 0
     assert (tmp_path / "out" / "accounts.csv").read_text().startswith("account_id,score,flagged")
+
+
+def test_bucketed_spilled_and_chunked_replay_gives_the_same_report(traffic, scanned, tmp_path, monkeypatch):
+    # Force what a 16-million-exchange log does: many account buckets, per-bucket tick sums
+    # spilled to Parquet, and the account-level replay in chunks of a few hundred tick rows.
+    import distillguard.pipeline as pipeline
+    import distillguard.replay as replay_mod
+
+    monkeypatch.setattr(pipeline, "BUCKET_BYTES_OF_INPUT", 2_000_000)
+    monkeypatch.setattr(replay_mod, "CHUNK_TICK_ROWS", 500)
+    out = tmp_path / "scan-chunked"
+    scan([str(traffic / "events.jsonl")], out, show_progress=False)
+    assert list(out.glob("*")) and _accounts(out) == _accounts(scanned)

@@ -26,17 +26,24 @@ from .features.marks import account_ticks
 from .ingest import IngestStats, Quarantine, read_events
 
 # Compact rows per bucket that comfortably fit the memory target (~150 B each once marked).
-BUCKET_BYTES_OF_INPUT = 1_500_000_000
+BUCKET_BYTES_OF_INPUT = 500_000_000
 
 
 @dataclass
 class Prepared:
-    ticks: pl.DataFrame
+    tick_parts: list  # per-bucket (account, tick) sums: DataFrames, or LazyFrames over spilled Parquet
     links: pl.DataFrame
     attrs: pl.DataFrame
     valid: int
     t_min: int | None
     t_max: int | None
+
+    @property
+    def ticks(self) -> pl.DataFrame:
+        """All per-(account, tick) sums in one frame (small logs; the scan streams ``tick_parts``)."""
+        if not self.tick_parts:
+            return pl.DataFrame()
+        return pl.concat([p.collect() if isinstance(p, pl.LazyFrame) else p for p in self.tick_parts], how="vertical_relaxed")
 
 
 def n_buckets(paths: Sequence[str]) -> int:
@@ -117,7 +124,7 @@ def prepare(paths: Sequence[str], spill: Path, quarantine: Quarantine, stats: In
     bucket_dirs = [spill / f"b{k}" for k in range(buckets) if any((spill / f"b{k}").glob("*.parquet"))]
     if not bucket_dirs:
         empty = pl.DataFrame()
-        return Prepared(empty, empty, empty, 0, None, None)
+        return Prepared([], empty, empty, 0, None, None)
     say("de-duplicating", 0.0)
     dups, firsts = global_pass(spill, memory_limit)
     ticks, links, attrs = [], [], []
@@ -135,6 +142,11 @@ def prepare(paths: Sequence[str], spill: Path, quarantine: Quarantine, stats: In
             t_min = lo if t_min is None else min(t_min, lo)
             t_max = hi if t_max is None else max(t_max, hi)
         t, lk, at = account_ticks(df, tick_ms)
-        ticks.append(t), links.append(lk), attrs.append(at)
         del df
-    return Prepared(pl.concat(ticks), pl.concat(links), pl.concat(attrs), valid, t_min, t_max)
+        if len(bucket_dirs) > 1:
+            # Spilled: the replay reads one bucket's sums at a time, so they never all sit in memory.
+            path = spill / f"ticks-{i}.parquet"
+            t.write_parquet(path, compression="lz4")
+            t = pl.scan_parquet(path)
+        ticks.append(t), links.append(lk), attrs.append(at)
+    return Prepared(ticks, pl.concat(links), pl.concat(attrs), valid, t_min, t_max)

@@ -11,7 +11,7 @@ cluster decisions are refreshed every ``cluster_every_ms`` from the links active
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator, Sequence, Union
 
 import numpy as np
 import polars as pl
@@ -83,14 +83,33 @@ def account_snapshots(ticks: pl.DataFrame, cfg: ReplayConfig) -> pl.DataFrame:
     return snaps.drop([f"w_{c}" for c in SUM_COLUMNS if c != "n"])
 
 
-def replay(ticks: pl.DataFrame, links: pl.DataFrame, attrs: pl.DataFrame, model: AccountModel, rules: list[Rule],
-           policy: Policy, cfg: ReplayConfig | None = None,
-           progress: Callable[[str, float], None] | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Replay per-(account, tick) sums and link rows (``pipeline.prepare``); return (accounts, clusters)."""
-    cfg = cfg or ReplayConfig()
-    say = progress or (lambda stage, frac: None)
+# Account-level replay runs over chunks of accounts of at most this many per-tick rows, so the
+# snapshot frame (~90 float columns a row) stays bounded whatever the log's size.
+CHUNK_TICK_ROWS = 1_500_000
+
+TickInput = Union[pl.DataFrame, pl.LazyFrame, Sequence[Union[pl.DataFrame, pl.LazyFrame]]]
+
+
+def _chunks(ticks: TickInput) -> Iterator[pl.DataFrame]:
+    """Frames of whole accounts, each of at most about ``CHUNK_TICK_ROWS`` rows."""
+    parts = [ticks] if isinstance(ticks, (pl.DataFrame, pl.LazyFrame)) else list(ticks)
+    for part in parts:
+        df = part.collect() if isinstance(part, pl.LazyFrame) else part
+        if df.height <= CHUNK_TICK_ROWS:
+            if df.height:
+                yield df
+            continue
+        k = -(-df.height // CHUNK_TICK_ROWS)
+        key = pl.col("account_id").hash(seed=17) % k
+        for _, sub in df.with_columns(key.alias("_c")).partition_by("_c", as_dict=True).items():
+            yield sub.drop("_c")
+
+
+def _account_pass(ticks: pl.DataFrame, attrs: pl.DataFrame, model: AccountModel, rules: list[Rule], policy: Policy,
+                  cfg: ReplayConfig, linked: pl.Series) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """One chunk of accounts: (per-account summary with own reasons, cluster state of its linked
+    accounts, running count per tick) — everything the rest of the replay needs from snapshots."""
     snaps = account_snapshots(ticks, cfg)
-    say("snapshots", 0.1)
     snaps = snaps.join(attrs.select("account_id", "org"), on="account_id", how="left")
     allowed = (snaps["account_id"].is_in(list(policy.allow_accounts)) | snaps["org"].is_in(list(policy.allow_orgs)).fill_null(False)).to_numpy()
 
@@ -103,23 +122,68 @@ def replay(ticks: pl.DataFrame, links: pl.DataFrame, attrs: pl.DataFrame, model:
     # Too few exchanges to judge an account on its own: it can still be flagged through its cluster.
     lvl = np.where(n_arr >= policy.min_events_challenge, lvl, np.minimum(lvl, 1)).astype(np.int8)
     snaps = snaps.with_columns(pl.Series("own", own), pl.Series("lvl", lvl)).with_row_index("_row")
+
+    own_flag = snaps.filter(pl.col("lvl") >= 2).group_by("account_id").agg(pl.col("tick").min().alias("t_own"))
+    last = snaps.group_by("account_id", maintain_order=True).agg(
+        pl.col("n").last().alias("events"), pl.col("own").last().alias("score_last"),
+        pl.col("lvl").max().alias("own_lvl"), pl.col("_row").sort_by("own").last().alias("_imax"),
+    )
+    # Reasons: the account's strongest own decision (its window's when that scored higher).
+    imax = last["_imax"].to_numpy().astype(np.int64)
+    contrib_cum = model.contributions(snaps[imax.tolist()], "x_")
+    reasons = []
+    for k in range(last.height):
+        i = imax[k]
+        if s_win[i] > s_cum[i]:
+            rs = _reasons(f_win[i], a_win, model.contributions(snaps[[int(i)]], "w_x_")[0], model.features, "window:")
+        else:
+            rs = _reasons(f_cum[i], a_cum, contrib_cum[k], model.features)
+        reasons.append(";".join(rs))
+    summary = last.drop("_imax").with_columns(pl.Series("own_reasons", reasons, dtype=pl.String)).join(
+        own_flag, on="account_id", how="left")
+    state_cols = ["account_id", "tick", "first_seen", "created", "own", "x_extract_share", *SUM_COLUMNS]
+    state = snaps.filter(pl.col("account_id").is_in(linked.implode())).select(state_cols)
+    return summary, state, snaps.select("account_id", "tick", "n")
+
+
+def replay(ticks: TickInput, links: pl.DataFrame, attrs: pl.DataFrame, model: AccountModel, rules: list[Rule],
+           policy: Policy, cfg: ReplayConfig | None = None,
+           progress: Callable[[str, float], None] | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Replay per-(account, tick) sums and link rows (``pipeline.prepare``); return (accounts, clusters).
+
+    ``ticks`` is one frame or a sequence of frames (lazy ones are read one at a time), each
+    holding whole accounts. Accounts are scored chunk by chunk; only linked accounts' per-tick
+    state is kept for the cluster epochs, so memory follows the linked share of the log.
+    """
+    cfg = cfg or ReplayConfig()
+    say = progress or (lambda stage, frac: None)
+    pairs = link_pairs(links)
+    linked = pairs["account_id"].unique() if pairs.height else pl.Series("account_id", [], dtype=pl.String)
+    summaries, states, counts = [], [], []
+    for chunk in _chunks(ticks):
+        sm, st, ct = _account_pass(chunk, attrs, model, rules, policy, cfg, linked)
+        summaries.append(sm), states.append(st), counts.append(ct)
+        say("accounts scored", 0.1 + 0.3 * min(1.0, sum(c.height for c in counts) / max(1, CHUNK_TICK_ROWS * 4)))
+    if not summaries:
+        return empty_result()
+    summary = pl.concat(summaries, how="vertical_relaxed")
+    state = pl.concat(states, how="vertical_relaxed").sort(["account_id", "tick"])
+    counts_df = pl.concat(counts, how="vertical_relaxed").sort(["account_id", "tick"])
+    del summaries, states, counts
+    t_end = int(counts_df["tick"].max())
     say("accounts scored", 0.4)
 
     # Cluster epochs.
-    accounts = snaps["account_id"].unique(maintain_order=True).to_list()
+    accounts = summary["account_id"].to_list()
     index = {a: i for i, a in enumerate(accounts)}
-    pairs = link_pairs(links)
     graph = LinkGraph.build(pairs, index)
     prop_rows: list[pl.DataFrame] = []
     final_labels = np.arange(len(accounts))
     final_linked = np.zeros(len(accounts), dtype=bool)
-    state_cols = ["account_id", "tick", "first_seen", "created", "own", "x_extract_share", *SUM_COLUMNS]
-    state = snaps.select(state_cols).sort(["account_id", "tick"])
     if pairs.height:
         t0 = int(pairs["first_ts"].min())
         if cfg.cluster_since_ms is not None:
             t0 = max(t0, int(cfg.cluster_since_ms) - cfg.cluster_every_ms)
-        t_end = int(snaps["tick"].max())
         step = cfg.cluster_every_ms
         epochs = list(range((t0 // step + 1) * step, t_end + step, step))
         for k, E in enumerate(epochs):
@@ -164,51 +228,39 @@ def replay(ticks: pl.DataFrame, links: pl.DataFrame, attrs: pl.DataFrame, model:
     say("decisions", 0.9)
 
     # First flag per account: own decisions and cluster-propagated ones.
-    own_flag = snaps.filter(pl.col("lvl") >= 2).group_by("account_id").agg(pl.col("tick").min().alias("t_own"))
     prop = pl.concat(prop_rows) if prop_rows else pl.DataFrame(schema={"account_id": pl.String, "tick": pl.Int64, "c_score": pl.Float64,
                                                                      "c_lvl": pl.Int8, "n": pl.Float64, "label": pl.Int64, "c_reasons": pl.String})
     prop_flag = prop.sort("tick").group_by("account_id").agg(
         pl.col("tick").min().alias("t_prop"), pl.col("c_lvl").max().alias("p_lvl"), pl.col("c_score").last().alias("p_last"),
         pl.col("c_reasons").first().alias("p_reasons"))
 
-    last = snaps.group_by("account_id", maintain_order=True).agg(
-        pl.col("n").last().alias("events"), pl.col("own").last().alias("score_last"),
-        pl.col("lvl").max().alias("own_lvl"), pl.col("_row").sort_by("own").last().alias("_imax"),
-    )
-    acc = last.join(own_flag, on="account_id", how="left").join(prop_flag, on="account_id", how="left")
+    acc = summary.join(prop_flag, on="account_id", how="left")
     acc = acc.with_columns(
         pl.min_horizontal("t_own", "t_prop").alias("first_flag"),
         pl.max_horizontal("own_lvl", pl.col("p_lvl").fill_null(0)).alias("level"),
         pl.max_horizontal("score_last", pl.col("p_last").fill_null(0.0)).alias("score"),
     )
-    # events_before_flag: running count at the flag time (as-of join on the snapshots).
+    # events_before_flag: running count at the flag time (as-of join on the per-tick counts).
     ff = acc.filter(pl.col("first_flag").is_not_null()).select("account_id", pl.col("first_flag").alias("tick")).sort("tick")
-    ebf = ff.join_asof(state.select("account_id", "tick", pl.col("n").alias("n_at")), on="tick", by="account_id", strategy="backward", check_sortedness=False)
+    ebf = ff.join_asof(counts_df.select("account_id", "tick", pl.col("n").alias("n_at")), on="tick", by="account_id",
+                       strategy="backward", check_sortedness=False)
     acc = acc.join(ebf.select("account_id", "n_at"), on="account_id", how="left")
     acc = acc.with_columns(pl.when(pl.col("first_flag").is_null()).then(pl.col("events")).otherwise(pl.col("n_at").fill_null(0)).alias("events_before_flag"))
 
     # Reasons: the strongest own decision, plus the cluster's when that is what flagged it.
-    imax = acc["_imax"].to_numpy().astype(np.int64)
-    contrib_cum = model.contributions(snaps[imax.tolist()], "x_")
-    reasons = []
-    p_reasons = acc["p_reasons"].to_list()
-    for k in range(acc.height):
-        i = imax[k]
-        if s_win[i] > s_cum[i]:
-            rs = _reasons(f_win[i], a_win, model.contributions(snaps[[int(i)]], "w_x_")[0], model.features, "window:")
-        else:
-            rs = _reasons(f_cum[i], a_cum, contrib_cum[k], model.features)
-        if p_reasons[k]:
-            rs = rs + p_reasons[k].split(";")
-        reasons.append(";".join(dict.fromkeys(rs)))
-    acc = acc.with_columns(pl.Series("reasons", reasons, dtype=pl.String))
+    acc = acc.with_columns(
+        pl.when(pl.col("p_reasons").is_null()).then(pl.col("own_reasons"))
+        .otherwise(pl.concat_str([pl.col("own_reasons"), pl.col("p_reasons")], separator=";").str.strip_chars(";"))
+        .map_elements(lambda s: ";".join(dict.fromkeys(x for x in s.split(";") if x)), return_dtype=pl.String)
+        .alias("reasons")
+    ).drop("own_reasons")
 
     # Clusters at the end of the log.
     lab = pl.DataFrame({"account_id": accounts, "label": final_labels, "linked": final_linked})
     lab = lab.filter(pl.col("linked")).filter(pl.len().over("label") >= 2)
     lab = lab.with_columns(pl.col("account_id").min().over("label").alias("_min"))
     lab = lab.with_columns(pl.col("_min").map_elements(lambda s: "cl-" + xxhash.xxh64_hexdigest(s.encode("utf-8"))[:12], return_dtype=pl.String).alias("cluster_id"))
-    acc = acc.join(lab.select("account_id", "cluster_id"), on="account_id", how="left")
+    acc = acc.join(lab.select("account_id", "cluster_id"), on="account_id", how="left").sort("account_id")
     return acc, _clusters(acc)
 
 

@@ -67,7 +67,7 @@ def scan(inputs: Sequence[str], out_dir: str | Path, *, rules_dir: str | Path | 
             prep = prepare(paths, spill, q, stats, tick_ms=cfg.tick_ms, memory_limit=memory_limit,
                            read_progress=lambda nb: bar.advance(read_task, nb), stage_progress=lambda s, f: stage(s, 0.3 * f))
             if prep.valid:
-                acc, clusters = replay(prep.ticks, prep.links, prep.attrs, model, rules, policy, cfg,
+                acc, clusters = replay(prep.tick_parts, prep.links, prep.attrs, model, rules, policy, cfg,
                                        progress=lambda s, f: stage("replay: " + s, 0.3 + 0.7 * f))
             else:
                 acc, clusters = empty_result()

@@ -36,6 +36,9 @@ from ..scoring.policy import Policy
 from ..scoring.rules import load_rules
 from .tasks import KIND_ATTR, KIND_LINK, KIND_TICK, ROWS_PER_BUCKET, _empty_marks, compact_schema, ingest_files, marks_per_bucket, marks_schema
 
+# Exchanges whose per-tick sums make one replay chunk on the driver (~1M tick rows).
+EXCHANGES_PER_REPLAY_CHUNK = 2_000_000
+
 # ---------------------------------------------------------------- driver
 
 
@@ -140,6 +143,7 @@ def run_spark_scan(inputs: Sequence[str], out_dir: str | Path, *, master: str | 
     out.mkdir(parents=True, exist_ok=True)
 
     own_session = spark is None
+    local_tmp: str | None = None
     spark = spark or get_session(master, conf)
     tm["session"] = time.time() - t0
     try:
@@ -177,17 +181,31 @@ def run_spark_scan(inputs: Sequence[str], out_dir: str | Path, *, master: str | 
         ticks_df = marks.filter(F.col("_kind") == KIND_TICK).select(*tick_cols)
         links_df = marks.filter(F.col("_kind") == KIND_LINK).select("account_id", "key", F.col("l_first_ts").alias("first_ts"))
         attrs_df = marks.filter(F.col("_kind") == KIND_ATTR).select("account_id", "org")
-        ticks = _collect(ticks_df).sort(["account_id", "tick"])
         links = _collect(links_df).sort(["account_id", "key"])
         attrs = _collect(attrs_df).sort("account_id")
+        if marks_out:
+            links_df.write.mode("overwrite").parquet(marks_out.rstrip("/") + "/links")
+        # The per-tick sums are the big output (~ one row per account-minute): they go to Parquet in
+        # chunks of whole accounts that the driver's replay reads one at a time, never all at once
+        # (and never through the driver's result-size limit).
+        tick_dir = (marks_out.rstrip("/") + "/ticks") if marks_out else None
+        if tick_dir is None and spark.sparkContext.master.startswith("local"):
+            local_tmp = tempfile.mkdtemp(prefix="dg-ticks-")
+            tick_dir = local_tmp
+        agg = ticks_df.agg(F.sum("n").alias("n"), F.min("first_ts").alias("t0"), F.max("last_ts").alias("t1")).collect()[0]
+        kept = int(agg["n"] or 0)
+        t_min = int(agg["t0"]) if agg["t0"] is not None else None
+        t_max = int(agg["t1"]) if agg["t1"] is not None else None
+        if tick_dir is not None:
+            nchunks = max(1, -(-kept // EXCHANGES_PER_REPLAY_CHUNK))
+            chunked = ticks_df.withColumn("_c", F.pmod(F.xxhash64("account_id"), F.lit(nchunks)))
+            chunked.write.mode("overwrite").partitionBy("_c").parquet(tick_dir)
+            present = sorted(r["_c"] for r in chunked.select("_c").distinct().collect())
+            tick_parts = [pl.scan_parquet(f"{tick_dir}/_c={k}/*.parquet", hive_partitioning=False) for k in present]
+        else:  # a cluster without a shared marks location: collect (bounded by spark.driver.maxResultSize)
+            tick_parts = [_collect(ticks_df)]
         ex.unpersist()
         tm["marks"] = time.time() - t1
-        if marks_out:
-            ticks_df.write.mode("overwrite").parquet(marks_out.rstrip("/") + "/ticks")
-            links_df.write.mode("overwrite").parquet(marks_out.rstrip("/") + "/links")
-        kept = int(ticks["n"].sum()) if ticks.height else 0
-        t_min = int(ticks["first_ts"].min()) if ticks.height else None
-        t_max = int(ticks["last_ts"].max()) if ticks.height else None
 
         # 4. final clusters in Spark.
         t2 = time.time()
@@ -200,7 +218,7 @@ def run_spark_scan(inputs: Sequence[str], out_dir: str | Path, *, master: str | 
         # 5. replay on the driver.
         t3 = time.time()
         if kept:
-            acc, _ = replay(ticks, links, attrs, model, rules, policy, cfg)
+            acc, _ = replay(tick_parts, links, attrs, model, rules, policy, cfg)
             ids = lab.with_columns(pl.col("label").map_elements(cluster_id, return_dtype=pl.String).alias("cluster_id"))
             acc = acc.drop("cluster_id").join(ids.select("account_id", "cluster_id"), on="account_id", how="left")
             clusters = _clusters(acc)
@@ -210,6 +228,8 @@ def run_spark_scan(inputs: Sequence[str], out_dir: str | Path, *, master: str | 
     finally:
         if own_session:
             spark.stop()
+        if local_tmp:
+            shutil.rmtree(local_tmp, ignore_errors=True)
 
     summary = {
         "records_read": read,
