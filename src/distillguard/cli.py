@@ -22,7 +22,7 @@ def scan(
     model: Optional[Path] = typer.Option(None, help="Model JSON (default: the packaged model)."),
     policy: Optional[Path] = typer.Option(None, help="Policy YAML: thresholds and allow-lists."),
     tick_seconds: float = typer.Option(60.0, help="Decision refresh interval in event time (<= 900)."),
-    memory_limit: str = typer.Option("3GB", help="Memory limit for the out-of-core stage; spills to disk past it."),
+    memory_limit: str = typer.Option("1GB", help="DuckDB memory limit of the out-of-core de-dup stage; it spills to disk past it."),
     workdir: Optional[Path] = typer.Option(None, help="Where spill files go (default: system temp)."),
     engine: str = typer.Option("local", help="local (this machine) or spark (PySpark, the spark extra; docs/spark.md)."),
     spark_master: Optional[str] = typer.Option(None, help="Spark master for --engine spark (default local[2])."),
@@ -114,7 +114,7 @@ def demo(
     simulate(out=sim_dir, seed=seed, hours=hours, scale=scale, split=split, inject_bad=0.0, quiet=True)
     console.rule("2/3 scan")
     scan([str(sim_dir / "events.jsonl")], out=scan_dir, rules=None, model=None, policy=None, tick_seconds=60.0,
-         memory_limit="3GB", workdir=None, engine="local", spark_master=None, indicators=None, coalition_key=None,
+         memory_limit="1GB", workdir=None, engine="local", spark_master=None, indicators=None, coalition_key=None,
          provider=None, quiet=False)
     console.rule("3/3 evaluate")
     evaluate(sim_dir / "labels.csv", scan_dir, events=[str(sim_dir / "events.jsonl")], out=None)

@@ -115,7 +115,7 @@ def global_pass(spill: Path, memory_limit: str) -> tuple[pl.DataFrame, pl.DataFr
 
 
 def prepare(paths: Sequence[str], spill: Path, quarantine: Quarantine, stats: IngestStats, *, tick_ms: int,
-            memory_limit: str = "3GB", read_progress: Callable[[int], None] | None = None,
+            memory_limit: str = "1GB", read_progress: Callable[[int], None] | None = None,
             stage_progress: Callable[[str, float], None] | None = None) -> Prepared:
     """Run steps 1-3 and return the per-(account, tick) sums, link rows and account attributes."""
     say = stage_progress or (lambda s, f: None)

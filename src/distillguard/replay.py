@@ -85,7 +85,7 @@ def account_snapshots(ticks: pl.DataFrame, cfg: ReplayConfig) -> pl.DataFrame:
 
 # Account-level replay runs over chunks of accounts of at most this many per-tick rows, so the
 # snapshot frame (~90 float columns a row) stays bounded whatever the log's size.
-CHUNK_TICK_ROWS = 1_500_000
+CHUNK_TICK_ROWS = 600_000
 
 TickInput = Union[pl.DataFrame, pl.LazyFrame, Sequence[Union[pl.DataFrame, pl.LazyFrame]]]
 

@@ -27,7 +27,7 @@ from .scoring.rules import load_rules
 
 def scan(inputs: Sequence[str], out_dir: str | Path, *, rules_dir: str | Path | None = None,
          model_path: str | Path | None = None, policy_path: str | Path | None = None,
-         config: ReplayConfig | None = None, memory_limit: str = "3GB", workdir: str | Path | None = None,
+         config: ReplayConfig | None = None, memory_limit: str = "1GB", workdir: str | Path | None = None,
          show_progress: bool = True) -> dict:
     """Scan exchange logs and write the report files into ``out_dir``.
 
