@@ -80,6 +80,10 @@ def get_session(master: str | None = "local[2]", conf: dict | None = None, app_n
         b = b.config("spark.sql.shuffle.partitions", str(max(2, 2 * cores))).config("spark.ui.enabled", "false")
         b = b.config("spark.driver.memory", os.environ.get("DISTILLGUARD_SPARK_DRIVER_MEMORY", "4g"))
     b = b.config("spark.sql.execution.arrow.pyspark.enabled", "true").config("spark.ui.showConsoleProgress", "false")
+    # One Spark task per core: a Python worker's Polars/Arrow pools would otherwise each take every
+    # core of the machine (oversubscription on an executor running several tasks).
+    for var in ("POLARS_MAX_THREADS", "OMP_NUM_THREADS"):
+        b = b.config(f"spark.executorEnv.{var}", os.environ.get(var, "1"))
     b = b.config("spark.sql.session.timeZone", "UTC")
     for k, v in (conf or {}).items():
         b = b.config(k, str(v))
