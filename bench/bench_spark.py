@@ -4,6 +4,9 @@
 usage: python3 bench/bench_spark.py [--scale 3.2] [--hours 24] [--parts 8] [--masters local[1] local[2]]
                                     [--events FILE] [--local] [--keep DIR]
 
+Each Spark task runs with one Polars/Arrow thread (the engine's default) and the driver with as many
+threads as the master has cores, so local[1] is one core and local[2] two.
+
 Simulates a log (same defaults as bench_scan.py: ~1M exchanges), splits it into --parts JSONL files
 (one ingest task each, like part files on object storage), and runs ``run_spark_scan`` in a child
 process per master (so each gets a fresh JVM; session start-up is reported separately). With
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import subprocess
 import sys
 import tempfile
@@ -60,8 +64,11 @@ def split(events: Path, parts: int, out: Path) -> list[str]:
     return paths
 
 
-def child(code: str, *args: str) -> dict:
-    r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
+def child(code: str, *args: str, threads: int | None = None) -> dict:
+    env = dict(os.environ)
+    if threads:  # the driver's own work (the replay) gets as many threads as the master has cores
+        env["POLARS_MAX_THREADS"] = str(threads)
+    r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env)
     if r.returncode:
         raise RuntimeError(r.stderr[-4000:])
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -92,8 +99,8 @@ def main() -> None:
     paths = sorted(str(p) for p in (work / "parts").glob("part-*.jsonl")) or split(events, a.parts, work / "parts")
     res: dict = {"file_mb": round(sum(Path(p).stat().st_size for p in paths) / 1e6, 1), "parts": len(paths), "runs": {}}
     for m in a.masters:
-        r = child(CHILD, json.dumps(paths), str(work / f"out-{m}"), m)
         cores = int(m[6:-1])
+        r = child(CHILD, json.dumps(paths), str(work / f"out-{m}"), m, threads=cores)
         body = r["wall_s"] - r["timings"].get("session", 0.0)
         r.update(cores=cores, scan_s_without_startup=round(body, 1), exchanges_per_s_per_core=round(r["valid"] / body / cores))
         res["runs"][m] = r
