@@ -71,6 +71,9 @@ class OnlineMatcher:
             obs = obs.with_columns((prior + pl.int_range(1, pl.len() + 1).over("account_id")).alias("_n"))
             for a, n in obs.group_by("account_id").agg(pl.col("_n").max()).iter_rows():
                 self._n[a] = n
+            # "Exchanges up to the match" counts every exchange of the account at the match's
+            # timestamp, as the batch matcher does (ts <= match time), not only those read before it.
+            obs = obs.with_columns(pl.col("_n").max().over(["account_id", "ts"]).alias("_n_at"))
             events: list[tuple[int, int, PartnerIndicator]] = []
             if self._lookup:
                 long = identifier_rows(obs.rename({"account_id": "_a"}).with_columns(pl.col("_r").cast(pl.String).alias("account_id")))
@@ -84,7 +87,7 @@ class OnlineMatcher:
                     for r, k, v in long.select("account_id", "kind", "value").iter_rows():
                         for i in hit_vals.get((k, v), ()):
                             events.append((int(r), i))
-            rows = obs.select("account_id", "ts", "_n").rows()
+            rows = obs.select("account_id", "ts", "_n_at").rows()
             for r, i in sorted(events, key=lambda e: e[0]):
                 a, t, n = rows[r]
                 self._hit(a, t, n, i, new)
@@ -95,7 +98,7 @@ class OnlineMatcher:
     def _behaviour(self, obs: pl.DataFrame, new: list) -> None:
         dims = list(BEHAVIOUR_DIMS)
         base = {a: c for a, c in self._beh.items()}
-        df = obs.select("account_id", "ts", "_n", *dims).with_columns(
+        df = obs.select("account_id", "ts", "_n", "_n_at", *dims).with_columns(
             [(pl.col(d).cast(pl.Int64).cum_sum().over("account_id")
               + pl.col("account_id").replace_strict({a: c[j] for a, c in base.items()}, default=0, return_dtype=pl.Int64)).alias(f"_c{j}")
              for j, d in enumerate(dims)])
@@ -108,7 +111,7 @@ class OnlineMatcher:
             for f, op, v in i.conds:
                 if f in df.columns:
                     cond = cond & _OPS[op](pl.col(f), v)
-            first = df.filter(cond).group_by("account_id").agg(pl.col("ts").first(), pl.col("_n").first())
+            first = df.filter(cond).group_by("account_id").agg(pl.col("ts").first(), pl.col("_n_at").first())
             for a, t, n in first.sort("ts").iter_rows():
                 if (a, i.id) not in self._rows:
                     self._hits[(a, i.id)] = [n, t]
