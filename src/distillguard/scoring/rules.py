@@ -89,14 +89,16 @@ def parse_rule(doc: dict, path: str = "") -> Rule:
     )
 
 
+def rule_documents(directory: str | Path | None = None) -> list[tuple[dict, str]]:
+    """(YAML document, file path) of every rule in ``directory`` (default: the packaged ``rules/``)."""
+    d = Path(directory) if directory else RULES_DIR
+    return [(doc, str(p)) for p in sorted(d.glob("*.yaml"))
+            for doc in yaml.safe_load_all(p.read_text(encoding="utf-8")) if doc]
+
+
 def load_rules(directory: str | Path | None = None) -> list[Rule]:
     """All ``*.yaml`` rules of ``directory`` (default: the packaged ``rules/``), sorted by id."""
-    d = Path(directory) if directory else RULES_DIR
-    rules = []
-    for p in sorted(d.glob("*.yaml")):
-        for doc in yaml.safe_load_all(p.read_text(encoding="utf-8")):
-            if doc:
-                rules.append(parse_rule(doc, str(p)))
+    rules = [parse_rule(doc, path) for doc, path in rule_documents(directory)]
     ids = [r.id for r in rules]
     if len(ids) != len(set(ids)):
         raise ValueError("duplicate rule ids")

@@ -19,8 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from ..paths import RULES_DIR
-from ..scoring.rules import parse_rule
+from ..scoring.rules import parse_rule, rule_documents
 from . import stix
 
 ACCOUNT_TYPE = "distillguard-account"
@@ -31,14 +30,10 @@ _META = ("id", "title", "description", "level", "reason", "scope", "tags", "fals
 
 def load_rule_docs(directory: str | Path | None = None) -> list[dict]:
     """The YAML documents of a rules directory (default: the packaged rules), validated."""
-    d = Path(directory) if directory else RULES_DIR
-    docs = []
-    for p in sorted(d.glob("*.yaml")):
-        for doc in yaml.safe_load_all(p.read_text(encoding="utf-8")):
-            if doc:
-                parse_rule(doc, str(p))
-                docs.append(doc)
-    return docs
+    docs = rule_documents(directory)
+    for doc, path in docs:
+        parse_rule(doc, path)
+    return [doc for doc, _ in docs]
 
 
 def rule_pattern(doc: dict) -> str:
