@@ -168,18 +168,25 @@ class RedisTransport:
         res = self.r.xread({self.compact: last}, count=50, block=block_ms)
         n = 0
         for _stream, entries in res or []:
+            if not entries:
+                continue
+            sids, items = [], []
             for eid, fields in entries:
                 sid = eid.decode()
                 rows = pl.read_ipc(io.BytesIO(fields[b"d"]))
                 span = int(fields.get(b"s", str(rows.height).encode()))
-                acc, dup = self.engine.apply(rows, span, meta={"compact_offset": sid})
-                self._applied = _sid(sid)
-                with self._cv:
-                    self._results[sid] = (acc, dup)
-                    while len(self._results) > 10_000:
-                        self._results.popitem(last=False)
-                    self._cv.notify_all()
-                n += 1
+                sids.append(sid)
+                items.append((rows, span, {"compact_offset": sid}))
+            # All entries read in one transaction (group commit); the offset stored is the last one.
+            counts = self.engine.apply_many(items)
+            self._applied = _sid(sids[-1])
+            with self._cv:
+                for sid, c in zip(sids, counts):
+                    self._results[sid] = c
+                while len(self._results) > 10_000:
+                    self._results.popitem(last=False)
+                self._cv.notify_all()
+            n += len(sids)
         if n:
             self.engine.metrics.redis_entries.labels("compact", "applied").inc(n)
         return n

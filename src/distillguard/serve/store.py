@@ -111,19 +111,21 @@ class Store:
             try:
                 new = rows.head(0)
                 if rows.height:
+                    # One statement hashes and inserts; the returned keys are the new ones. Only
+                    # when some were already there (a resend) are the batch's own keys computed
+                    # to tell which rows they were.
                     con.register("_dg_ids", rows.select("request_id").to_arrow())
-                    h = con.sql("SELECT md5_number_upper(request_id) AS hi, md5_number_lower(request_id) AS lo "
-                                "FROM _dg_ids").to_arrow_table()
-                    con.unregister("_dg_ids")
-                    con.register("_dg_h", h)
                     got = pl.DataFrame(con.execute(
-                        "INSERT INTO ids SELECT hi, lo FROM _dg_h ON CONFLICT DO NOTHING RETURNING hi, lo").fetchnumpy())
-                    con.unregister("_dg_h")
+                        "INSERT INTO ids SELECT md5_number_upper(request_id), md5_number_lower(request_id) FROM _dg_ids "
+                        "ON CONFLICT DO NOTHING RETURNING hi, lo").fetchnumpy())
                     if got.height == rows.height:
                         new = rows
                     elif got.height:
-                        keep = pl.from_arrow(h).with_row_index("_k").join(got, on=["hi", "lo"], how="semi")["_k"]
+                        h = pl.from_arrow(con.sql("SELECT md5_number_upper(request_id) AS hi, md5_number_lower(request_id) AS lo "
+                                                  "FROM _dg_ids").to_arrow_table())
+                        keep = h.with_row_index("_k").join(got, on=["hi", "lo"], how="semi")["_k"]
                         new = rows[keep]
+                    con.unregister("_dg_ids")
                 if new.height:
                     self._seq += 1
                     con.execute("INSERT INTO chunks VALUES (?, ?, ?)", [self._seq, new.height, _encode(new)])
