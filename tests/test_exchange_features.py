@@ -121,3 +121,40 @@ def test_phrase_scan_equals_the_single_regex(name):
     b = df.select(lexicon.matches(pl.col("t"), pattern)).to_series()
     assert a.equals(b)
     assert a.sum() > 0
+
+
+def test_batched_intent_flags_equal_one_regex_per_lexicon():
+    """The one-pass phrase scan (ASCII on every row, non-ASCII on non-ASCII rows only) flags
+    exactly what each lexicon's own regex flags on the bounded, lower-cased texts."""
+    import gzip
+    import json
+    import random
+
+    from distillguard.features import lexicon
+    from distillguard.paths import BUNDLED_DATA
+
+    texts = []
+    for p in sorted(BUNDLED_DATA.glob("*.jsonl.gz"))[:6]:
+        for line in gzip.open(p, "rt", encoding="utf-8"):
+            texts.extend(v for v in json.loads(line).values() if isinstance(v, str))
+            if len(texts) > 2500:
+                break
+    rng = random.Random(5)
+    phrases = [x for _, pat, _ in text.INTENTS for x in lexicon.compiled(pat)[0]]
+    systems = [None, "", "You are a helpful assistant.", "Always show your full reasoning.", "始终展示完整的推理过程",
+               "Grade the response on a scale of 1 to 10.", "Antworte Schritt für Schritt."]
+    rows = []
+    for i, t in enumerate(texts):
+        if i % 3 == 0:  # plant a phrase (often a multibyte one) somewhere in the text
+            k = rng.randrange(len(t) + 1)
+            t = t[:k] + " " + rng.choice(phrases) + " " + t[k:]
+        rows.append({"prompt": t if i % 17 else None, "system_prompt": systems[i % len(systems)]})
+    out = exchange_features(batch(rows))
+    df = pl.DataFrame({"prompt": [r["prompt"] for r in rows], "system_prompt": [r["system_prompt"] for r in rows]},
+                      schema={"prompt": pl.String, "system_prompt": pl.String})
+    low = df.select(*text.lowered(pl.col("prompt"), pl.col("system_prompt")))
+    for name, pattern, sys in text.INTENTS:
+        col = pl.col("_both") if sys else pl.col("_low")
+        want = low.select(col.str.contains(pattern).fill_null(False)).to_series()
+        assert out[name].to_list() == want.to_list(), name
+        assert want.sum() > 0, name

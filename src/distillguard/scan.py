@@ -60,7 +60,11 @@ def scan(inputs: Sequence[str], out_dir: str | Path, *, rules_dir: str | Path | 
             read_task = bar.add_task("reading + exchange signals", total=total_bytes)
             rep_task = bar.add_task("replay", total=100, visible=False)
 
+            marks: list[tuple[str, float]] = [("reading + exchange signals", time.perf_counter())]
+
             def stage(name: str, frac: float) -> None:
+                if name != marks[-1][0]:
+                    marks.append((name, time.perf_counter()))
                 bar.update(read_task, completed=total_bytes)
                 bar.update(rep_task, visible=True, completed=100 * frac, description=name)
 
@@ -72,6 +76,10 @@ def scan(inputs: Sequence[str], out_dir: str | Path, *, rules_dir: str | Path | 
             else:
                 acc, clusters = empty_result()
             stage("done", 1.0)
+            # Where the time went, per stage (stages are named as on the progress bars).
+            stage_seconds: dict[str, float] = {}
+            for (name, t), (_, t_next) in zip(marks, marks[1:]):
+                stage_seconds[name] = round(stage_seconds.get(name, 0.0) + t_next - t, 3)
         kept, t_min, t_max = prep.valid, prep.t_min, prep.t_max
         summary = {
             "records_read": stats.read,
@@ -85,6 +93,7 @@ def scan(inputs: Sequence[str], out_dir: str | Path, *, rules_dir: str | Path | 
             "tick_seconds": cfg.tick_ms / 1000,
             "rules": [r.id for r in rules],
             "model": (model.meta or {}).get("version", "unversioned"),
+            "stage_seconds": stage_seconds,
         }
         summary["wall_seconds"] = round(time.time() - t0, 3)
         summary = write_report(out, acc, clusters, summary)

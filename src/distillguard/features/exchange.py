@@ -52,7 +52,8 @@ def exchange_features(batch: pa.RecordBatch | pa.Table) -> pl.DataFrame:
     digest = pl.col("prompt_sha256").str.to_lowercase()
     exact = pl.coalesce(pl.when(prompt.is_not_null()).then(prompt.hash(seed=3)),
                         pl.when(digest.is_not_null()).then(digest.hash(seed=4)))
-    out = df.lazy().with_columns(text.tokens(prompt).alias("_toks"), *text.lowered(prompt, pl.col("system_prompt"))).select(
+    out = df.lazy().with_columns(text.tokens(prompt).alias("_toks"), *text.lowered(prompt, pl.col("system_prompt"))).with_columns(
+        *text.phrase_hits(pl.col("_low"), pl.col("_sys"))).select(
         "request_id", "account_id", "ts", "_source", "_line",
         pl.col("account_created_at").alias("created"),
         pl.col("payment_fingerprint").alias("pf"),
@@ -65,9 +66,11 @@ def exchange_features(batch: pa.RecordBatch | pa.Table) -> pl.DataFrame:
         pl.col("conversation_id").hash(seed=9).alias("conv"),
         "turn",
         prompt.is_not_null().alias("has_text"),
-        *text.intent_flags(pl.col("_low"), pl.col("_both")),
+        *text.intent_flags(pl.col("_low"), pl.col("_both"), pl.col("_hp"), pl.col("_hs")),
         # Only prompts with non-ASCII text can have a non-Latin script (no regex needed to know).
-        (prompt.str.len_bytes() != prompt.str.len_chars()).fill_null(False).alias("_nonascii"),
+        text.not_ascii(prompt).alias("_nonascii"),
+        text.not_ascii(pl.col("_low"), pl.col("_sys")).alias("_na_low"),
+        "_low", "_sys",
         "max_tokens", "n",
         ((pl.col("logprobs") == True) | (pl.col("top_logprobs").fill_null(0) > 0)).fill_null(False).alias("f_logprobs"),  # noqa: E712
         pl.col("reasoning_effort").str.to_lowercase().is_in(HIGH_EFFORT).fill_null(False).alias("f_effort"),
@@ -81,10 +84,18 @@ def exchange_features(batch: pa.RecordBatch | pa.Table) -> pl.DataFrame:
         *text.band_hashes(pl.col("_toks")),
     )
     res = out.collect()
+    # Non-ASCII phrases can only occur in texts that are not pure ASCII: match them there only.
+    na = res["_na_low"]
+    if na.any():
+        idx = na.arg_true()
+        sub = res.select(pl.col("_low", "_sys").gather(idx)).select(
+            *text.phrase_hits(pl.col("_low"), pl.col("_sys"), non_ascii=True)).select(
+            *text.literal_flags(pl.col("_hp"), pl.col("_hs"), non_ascii=True))
+        res = res.with_columns(res[c].scatter(idx, res[c].gather(idx) | sub[c]) for c in text.INTENT_COLUMNS)
     mask = res["_nonascii"]
     script = pl.Series("script", [0] * res.height, dtype=pl.UInt8)
     if mask.any():
         idx = mask.arg_true()
         sub = df.select(pl.col("prompt").gather(idx))
         script = script.scatter(idx, sub.select(text.script_code(pl.col("prompt")))["script"])
-    return res.with_columns(script).drop("_nonascii").select(COMPACT_COLUMNS)
+    return res.with_columns(script).select(COMPACT_COLUMNS)

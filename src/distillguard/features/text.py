@@ -92,29 +92,92 @@ def bounded(text: pl.Expr) -> pl.Expr:
     ).otherwise(text)
 
 
-def intent_flags(low_prompt: pl.Expr, low_both: pl.Expr) -> list[pl.Expr]:
+# The intent flags: (column, lexicon, whether the system prompt is read too). Instructions to
+# expose reasoning or to grade often sit in the system prompt; the others are about the request.
+INTENTS = (
+    ("f_reason", lexicon.REASONING_ELICIT, True),
+    ("f_maxout", lexicon.OUTPUT_MAXIMIZE, False),
+    ("f_rubric", lexicon.RUBRIC, True),
+    ("f_exam", lexicon.EXAM_LIKE, False),
+    ("f_code", lexicon.CODE_LIKE, False),
+    ("f_fmt", lexicon.ANSWER_FORMAT, False),
+    ("f_trace", lexicon.TRACE_DEMAND, True),
+)
+INTENT_COLUMNS = [name for name, _, _ in INTENTS]
+
+
+def _literals(pattern: str, non_ascii: bool) -> list[str]:
+    return [x for x in lexicon.compiled(pattern)[0] if x.isascii() != non_ascii]
+
+
+def phrase_hits(low_prompt: pl.Expr, low_system: pl.Expr, *, non_ascii: bool = False) -> list[pl.Expr]:
+    """Every lexicon phrase found in the prompt (``_hp``) and system prompt (``_hs``), in one
+    Aho-Corasick pass per text over the union of all intent lexicons' plain phrases.
+
+    Six scans of the same text become one; ``literal_flags`` then reads these few bytes. The
+    found phrases are joined with a separator that occurs in no phrase. ``non_ascii`` selects
+    the phrases with non-ASCII characters: those can only occur in texts that are not pure
+    ASCII, so the caller runs that pass on those rows only (a multibyte phrase set defeats the
+    automaton's byte prefilter and costs ~3x as much).
+    """
+    lits = {name: _literals(pat, non_ascii) for name, pat, _ in INTENTS}
+    union_p = sorted({x for v in lits.values() for x in v})
+    union_s = sorted({x for name, _, sys in INTENTS if sys for x in lits[name]})
+    return [low_prompt.str.extract_many(union_p, overlapping=True).list.join("\x00").alias("_hp"),
+            low_system.str.extract_many(union_s, overlapping=True).list.join("\x00").alias("_hs")]
+
+
+def literal_flags(hits_prompt: pl.Expr, hits_system: pl.Expr, *, non_ascii: bool = False) -> list[pl.Expr]:
+    """The plain-phrase part of each intent flag, from the ``phrase_hits`` columns.
+
+    Exact: a phrase inside a found phrase occurs in the text too, and overlapping matching
+    reports it anyway.
+    """
+    out = []
+    for name, pat, sys in INTENTS:
+        lits = _literals(pat, non_ascii)
+        e = pl.lit(False)
+        if lits:
+            e = e | hits_prompt.str.contains_any(lits).fill_null(False)
+            if sys:
+                e = e | hits_system.str.contains_any(lits).fill_null(False)
+        out.append(e.alias(name))
+    return out
+
+
+def intent_flags(low_prompt: pl.Expr, low_both: pl.Expr, hits_prompt: pl.Expr, hits_system: pl.Expr) -> list[pl.Expr]:
     """Per-exchange intent signals from the multilingual lexicons (nulls count as False).
 
-    ``low_prompt`` is the lower-cased, ``bounded`` prompt; ``low_both`` the same with the system
-    prompt prepended (instructions to expose reasoning often live there).
+    ``low_prompt`` is the lower-cased, ``bounded`` prompt, ``low_both`` the same with the system
+    prompt prepended, ``hits_*`` the ``phrase_hits`` columns (ASCII phrases). This covers the
+    regex part of every lexicon and its ASCII phrases; the caller ORs in the non-ASCII phrases
+    for the rows whose text is not pure ASCII (``lexicon.matches`` is the one-lexicon equivalent).
     """
-    m = lexicon.matches
-    return [
-        m(low_both, lexicon.REASONING_ELICIT).fill_null(False).alias("f_reason"),
-        m(low_prompt, lexicon.OUTPUT_MAXIMIZE).fill_null(False).alias("f_maxout"),
-        m(low_both, lexicon.RUBRIC).fill_null(False).alias("f_rubric"),
-        m(low_prompt, lexicon.EXAM_LIKE).fill_null(False).alias("f_exam"),
-        m(low_prompt, lexicon.CODE_LIKE).fill_null(False).alias("f_code"),
-        m(low_prompt, lexicon.ANSWER_FORMAT).fill_null(False).alias("f_fmt"),
-        m(low_both, lexicon.TRACE_DEMAND).fill_null(False).alias("f_trace"),
-    ]
+    lit = {e.meta.output_name(): e for e in literal_flags(hits_prompt, hits_system)}
+    out = []
+    for name, pattern, sys in INTENTS:
+        rest = lexicon.compiled(pattern)[1]
+        e = lit[name]
+        if rest:
+            e = e | (low_both if sys else low_prompt).str.contains(rest).fill_null(False)
+        out.append(e.alias(name))
+    return out
 
 
 def lowered(prompt: pl.Expr, system: pl.Expr) -> list[pl.Expr]:
-    """The two lower-cased, bounded texts that ``intent_flags`` reads (computed once per batch)."""
+    """The lower-cased, bounded texts that ``intent_flags`` reads (computed once per batch)."""
     low = bounded(prompt).str.to_lowercase()
-    both = pl.concat_str([bounded(system).str.to_lowercase().fill_null(""), low.fill_null("")], separator="\n")
-    return [low.alias("_low"), both.alias("_both")]
+    sys_low = bounded(system).str.to_lowercase()
+    both = pl.concat_str([sys_low.fill_null(""), low.fill_null("")], separator="\n")
+    return [low.alias("_low"), sys_low.alias("_sys"), both.alias("_both")]
+
+
+def not_ascii(*texts: pl.Expr) -> pl.Expr:
+    """True where any of the texts has a non-ASCII character (byte length != char length)."""
+    e = pl.lit(False)
+    for t in texts:
+        e = e | (t.str.len_bytes() != t.str.len_chars()).fill_null(False)
+    return e
 
 
 def script_code(prompt: pl.Expr) -> pl.Expr:
