@@ -10,7 +10,7 @@ cluster decisions are refreshed every ``cluster_every_ms`` from the links active
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterator, Sequence, Union
 
 import numpy as np
@@ -146,30 +146,84 @@ def _account_pass(ticks: pl.DataFrame, attrs: pl.DataFrame, model: AccountModel,
     return summary, state, snaps.select("account_id", "tick", "n")
 
 
+@dataclass
+class ReplayCache:
+    """What an incremental replay reuses between calls (the online service keeps one).
+
+    The replay is causal and per-account: an account's own scores depend on its own ticks
+    only, and a cluster epoch at time E on ticks and links up to E only. So when the caller
+    says which accounts changed (``dirty``) and the earliest event time any change touches
+    (``since``), only those accounts are re-scored and only epochs at or after ``since`` are
+    re-run; the result equals a full replay (the service's parity test checks it against the
+    scan). ``key`` stands for everything else the replay depends on (the service's replay
+    horizon): when it differs from the cached one, everything is recomputed.
+    """
+
+    dirty: pl.Series | None = None
+    since: int | None = None
+    key: object = None
+    summary: pl.DataFrame | None = None
+    state: pl.DataFrame | None = None
+    counts: pl.DataFrame | None = None
+    prop: dict[int, pl.DataFrame | None] = field(default_factory=dict)
+    cached_key: object = None
+
+    def reset(self) -> None:
+        self.summary = self.state = self.counts = None
+        self.prop = {}
+
+    def usable(self) -> bool:
+        return (self.summary is not None and self.dirty is not None and self.since is not None
+                and self.key == self.cached_key)
+
+
 def replay(ticks: TickInput, links: pl.DataFrame, attrs: pl.DataFrame, model: AccountModel, rules: list[Rule],
            policy: Policy, cfg: ReplayConfig | None = None,
-           progress: Callable[[str, float], None] | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+           progress: Callable[[str, float], None] | None = None,
+           cache: ReplayCache | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Replay per-(account, tick) sums and link rows (``pipeline.prepare``); return (accounts, clusters).
 
     ``ticks`` is one frame or a sequence of frames (lazy ones are read one at a time), each
     holding whole accounts. Accounts are scored chunk by chunk; only linked accounts' per-tick
     state is kept for the cluster epochs, so memory follows the linked share of the log.
+    ``cache`` (optional) makes a repeated replay incremental (see ``ReplayCache``).
     """
     cfg = cfg or ReplayConfig()
     say = progress or (lambda stage, frac: None)
     pairs = link_pairs(links)
     linked = pairs["account_id"].unique() if pairs.height else pl.Series("account_id", [], dtype=pl.String)
+    incremental = cache is not None and cache.usable()
+    redo = None
+    if incremental:
+        assert cache is not None and cache.state is not None and cache.dirty is not None
+        # Re-score the changed accounts, and those that became linked (their per-tick state was not kept).
+        newly_linked = linked.filter(~linked.is_in(cache.state["account_id"].unique().implode()))
+        redo = pl.concat([cache.dirty.cast(pl.String).rename("account_id"), newly_linked]).unique()
     summaries, states, counts = [], [], []
     for chunk in _chunks(ticks):
+        if redo is not None:
+            chunk = chunk.filter(pl.col("account_id").is_in(redo.implode()))
+            if chunk.height == 0:
+                continue
         sm, st, ct = _account_pass(chunk, attrs, model, rules, policy, cfg, linked)
         summaries.append(sm), states.append(st), counts.append(ct)
         say("accounts scored", 0.1 + 0.3 * min(1.0, sum(c.height for c in counts) / max(1, CHUNK_TICK_ROWS * 4)))
-    if not summaries:
+    if incremental:
+        assert cache is not None and redo is not None
+        keep = lambda df: df.filter(~pl.col("account_id").is_in(redo.implode()))  # noqa: E731
+        summaries.insert(0, keep(cache.summary))
+        states.insert(0, keep(cache.state))
+        counts.insert(0, keep(cache.counts))
+    if not summaries or not sum(x.height for x in summaries):
+        if cache is not None:
+            cache.reset()
         return empty_result()
     summary = pl.concat(summaries, how="vertical_relaxed")
     state = pl.concat(states, how="vertical_relaxed").sort(["account_id", "tick"])
     counts_df = pl.concat(counts, how="vertical_relaxed").sort(["account_id", "tick"])
     del summaries, states, counts
+    since = cache.since if incremental and cache is not None else None
+    new_prop: dict[int, pl.DataFrame | None] = {}
     t_end = int(counts_df["tick"].max())
     say("accounts scored", 0.4)
 
@@ -188,44 +242,23 @@ def replay(ticks: TickInput, links: pl.DataFrame, attrs: pl.DataFrame, model: Ac
         epochs = list(range((t0 // step + 1) * step, t_end + step, step))
         for k, E in enumerate(epochs):
             say("clusters", 0.4 + 0.5 * k / max(1, len(epochs)))
-            labels, linked = graph.components_at(E)
-            if E >= t_end:
-                final_labels, final_linked = labels, linked
-            if not linked.any():
-                continue
-            members = pl.DataFrame({"account_id": [accounts[i] for i in np.flatnonzero(linked)],
-                                    "label": labels[linked]}).with_columns(pl.lit(E, dtype=pl.Int64).alias("tick"))
-            now = members.sort("tick").join_asof(state, on="tick", by="account_id", strategy="backward", check_sortedness=False).drop_nulls("n")
-            now = now.filter(pl.len().over("label") >= 2)
-            if now.height == 0:
-                continue
-            csum = now.group_by("label").agg(
-                [pl.col(c).sum() for c in SUM_COLUMNS] + [pl.col("first_seen").min(), pl.col("created").min(), pl.len().alias("members")]
-            ).with_columns(pl.lit(E, dtype=pl.Int64).alias("tick"))
-            csum = derive(csum)
-            c_score, c_fired, c_active = _score_block(csum, model, rules, "cluster", "x_", "n")
-            c_lvl = policy.levels(c_score, csum["n"].to_numpy())
-            # A cluster verdict reaches its members only through a reviewed cluster rule: the model
-            # alone never convicts by association.
-            c_lvl = np.where(c_fired.any(axis=1) if c_fired.size else False, c_lvl, np.minimum(c_lvl, 1)).astype(np.int8)
-            echo = csum["x_global_novelty"].to_numpy() < cfg.cluster_min_global_novelty
-            c_lvl = np.where(echo, np.minimum(c_lvl, 1), c_lvl).astype(np.int8)
-            flagged_c = np.flatnonzero(c_lvl >= 2)
-            if flagged_c.size == 0:
-                continue
-            contrib = model.contributions(csum[flagged_c.tolist()])
-            c_reasons = [";".join("cluster:" + r for r in _reasons(c_fired[i], c_active, contrib[k], model.features))
-                         for k, i in enumerate(flagged_c)]
-            csum = csum.with_columns(pl.Series("c_score", c_score), pl.Series("c_lvl", c_lvl))[flagged_c.tolist()]
-            csum = csum.with_columns(pl.Series("c_reasons", c_reasons, dtype=pl.String))
-            j = now.join(csum.select("label", "c_score", "c_lvl", "c_reasons"), on="label")
-            own_evidence = (pl.col("x_extract_share") >= cfg.propagate_min_extract) | (pl.col("own") >= cfg.propagate_min_own)
-            j = j.filter((pl.col("c_lvl") >= 2) & own_evidence & (pl.col("c_score") > pl.col("own")))
-            if j.height:
-                prop_rows.append(j.select("account_id", "tick", "c_score", pl.col("c_lvl").cast(pl.Int8), "n", "label", "c_reasons"))
+            if since is not None and E < since and E in cache.prop and E < t_end:  # type: ignore[union-attr]
+                # Nothing at or before E changed: the epoch's propagations are what they were.
+                got = cache.prop[E]  # type: ignore[union-attr]
+            else:
+                labels, linked_now = graph.components_at(E)
+                if E >= t_end:
+                    final_labels, final_linked = labels, linked_now
+                got = _cluster_epoch(E, labels, linked_now, accounts, state, model, rules, policy, cfg)
+            new_prop[E] = got
+            if got is not None:
+                prop_rows.append(got)
         if not epochs or epochs[-1] < t_end:
             final_labels, final_linked = graph.components_at(t_end)
     say("decisions", 0.9)
+    if cache is not None:
+        cache.summary, cache.state, cache.counts, cache.prop = summary, state, counts_df, new_prop
+        cache.cached_key = cache.key
 
     # First flag per account: own decisions and cluster-propagated ones.
     prop = pl.concat(prop_rows) if prop_rows else pl.DataFrame(schema={"account_id": pl.String, "tick": pl.Int64, "c_score": pl.Float64,
@@ -262,6 +295,44 @@ def replay(ticks: TickInput, links: pl.DataFrame, attrs: pl.DataFrame, model: Ac
     lab = lab.with_columns(pl.col("_min").map_elements(lambda s: "cl-" + xxhash.xxh64_hexdigest(s.encode("utf-8"))[:12], return_dtype=pl.String).alias("cluster_id"))
     acc = acc.join(lab.select("account_id", "cluster_id"), on="account_id", how="left").sort("account_id")
     return acc, _clusters(acc)
+
+
+def _cluster_epoch(E: int, labels: np.ndarray, linked: np.ndarray, accounts: list[str], state: pl.DataFrame,
+                   model: AccountModel, rules: list[Rule], policy: Policy, cfg: ReplayConfig) -> pl.DataFrame | None:
+    """Propagation rows of one cluster epoch (accounts that inherit a flagged cluster's verdict), or None."""
+    if not linked.any():
+        return None
+    members = pl.DataFrame({"account_id": [accounts[i] for i in np.flatnonzero(linked)],
+                            "label": labels[linked]}).with_columns(pl.lit(E, dtype=pl.Int64).alias("tick"))
+    now = members.sort("tick").join_asof(state, on="tick", by="account_id", strategy="backward", check_sortedness=False).drop_nulls("n")
+    now = now.filter(pl.len().over("label") >= 2)
+    if now.height == 0:
+        return None
+    csum = now.group_by("label").agg(
+        [pl.col(c).sum() for c in SUM_COLUMNS] + [pl.col("first_seen").min(), pl.col("created").min(), pl.len().alias("members")]
+    ).with_columns(pl.lit(E, dtype=pl.Int64).alias("tick"))
+    csum = derive(csum)
+    c_score, c_fired, c_active = _score_block(csum, model, rules, "cluster", "x_", "n")
+    c_lvl = policy.levels(c_score, csum["n"].to_numpy())
+    # A cluster verdict reaches its members only through a reviewed cluster rule: the model
+    # alone never convicts by association.
+    c_lvl = np.where(c_fired.any(axis=1) if c_fired.size else False, c_lvl, np.minimum(c_lvl, 1)).astype(np.int8)
+    echo = csum["x_global_novelty"].to_numpy() < cfg.cluster_min_global_novelty
+    c_lvl = np.where(echo, np.minimum(c_lvl, 1), c_lvl).astype(np.int8)
+    flagged_c = np.flatnonzero(c_lvl >= 2)
+    if flagged_c.size == 0:
+        return None
+    contrib = model.contributions(csum[flagged_c.tolist()])
+    c_reasons = [";".join("cluster:" + r for r in _reasons(c_fired[i], c_active, contrib[k], model.features))
+                 for k, i in enumerate(flagged_c)]
+    csum = csum.with_columns(pl.Series("c_score", c_score), pl.Series("c_lvl", c_lvl))[flagged_c.tolist()]
+    csum = csum.with_columns(pl.Series("c_reasons", c_reasons, dtype=pl.String))
+    j = now.join(csum.select("label", "c_score", "c_lvl", "c_reasons"), on="label")
+    own_evidence = (pl.col("x_extract_share") >= cfg.propagate_min_extract) | (pl.col("own") >= cfg.propagate_min_own)
+    j = j.filter((pl.col("c_lvl") >= 2) & own_evidence & (pl.col("c_score") > pl.col("own")))
+    if j.height:
+        return j.select("account_id", "tick", "c_score", pl.col("c_lvl").cast(pl.Int8), "n", "label", "c_reasons")
+    return None
 
 
 def _clusters(acc: pl.DataFrame) -> pl.DataFrame:

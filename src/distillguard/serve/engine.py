@@ -44,7 +44,7 @@ import polars as pl
 from ..features.exchange import exchange_features
 from ..features.marks import account_ticks
 from ..ingest import IngestStats, Quarantine, ndjson_records, records_to_batch
-from ..replay import ReplayConfig, fold_before, replay
+from ..replay import ReplayCache, ReplayConfig, fold_before, replay
 from ..report import ms_to_rfc3339
 from ..schema import ACTIONS
 from ..scoring.model import AccountModel
@@ -176,6 +176,8 @@ class Engine:
         self._links: pl.DataFrame | None = None
         self._attrs: pl.DataFrame | None = None
         self._dframe: pl.DataFrame | None = None  # current decisions as a frame (change detection)
+        # Incremental replay state: one per rule set (all rules; the enforced ones in shadow-rule mode).
+        self._rcache, self._rcache_enf = ReplayCache(), ReplayCache()
         self._announced = self.store.load_actions()  # account -> (action, computed) last announced
         # Set by ``webhooks.WebhookDispatcher``: turns an action change into a signed-webhook body
         # queued in the store's outbox in the same transaction that records the change.
@@ -408,10 +410,19 @@ class Engine:
             if int(ticks["tick"].min()) < horizon:
                 ticks = fold_before(ticks, horizon)
                 rcfg = dataclasses.replace(rcfg, cluster_since_ms=horizon)
-        acc, _clusters = replay(ticks, links, attrs, self.model, self.rules, self.policy, rcfg)
-        acc_enf = acc
-        if self.cfg.shadow_rules and not self.cfg.shadow:
-            acc_enf, _ = replay(ticks, links, attrs, self.model, self.rules_enforced, self.policy, rcfg)
+        # Only accounts with new rows (or that lost a first-of-prompt mark) changed, and nothing
+        # before the earliest new exchange did: the replay re-scores those and re-runs later epochs.
+        since = int(new["ts"].min()) if new is not None and new.height else None
+        for c in (self._rcache, self._rcache_enf):
+            c.dirty, c.since, c.key = affected, since if since is not None else 2**62, rcfg.cluster_since_ms
+        try:
+            acc, _clusters = replay(ticks, links, attrs, self.model, self.rules, self.policy, rcfg, cache=self._rcache)
+            acc_enf = acc
+            if self.cfg.shadow_rules and not self.cfg.shadow:
+                acc_enf, _ = replay(ticks, links, attrs, self.model, self.rules_enforced, self.policy, rcfg, cache=self._rcache_enf)
+        except BaseException:
+            self._rcache.reset(), self._rcache_enf.reset()
+            raise
         # Commit the new state only once everything succeeded.
         self._rows, self._firsts, self._ticks, self._links, self._attrs = rows, firsts, ticks, links, attrs
         self.max_event_ts = int(rows["ts"].max())
