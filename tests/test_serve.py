@@ -356,3 +356,50 @@ def test_incremental_refresh_equals_a_full_replay(sim, tmp_path):
     finally:
         inc.close()
         full.close()
+
+
+def test_coalesced_bodies_report_their_own_counts_and_reject_lines(sim, tmp_path):
+    """Small NDJSON bodies sent at once are reduced together; each response and each quarantine
+    line still speaks of its own body, exactly as when the bodies come one at a time."""
+    import threading
+
+    from distillguard.serve.engine import Engine
+
+    log, _ = sim
+    lines = lines_of(log)[:3000]
+    bad = [b'{"request_id": 5}', b"not json", b"", b"   ", b'{"request_id": "x", "ts": "yesterday"}', b"[1,2]"]
+    bodies = []
+    for k, i in enumerate(range(0, 3000, 150)):
+        part = list(lines[i:i + 150])
+        part.insert(k % 7, bad[k % len(bad)])
+        if k % 5 == 0:
+            part += lines[i:i + 20]  # in-body duplicates
+        bodies.append(b"\n".join(part) + (b"\n" if k % 2 else b""))
+    seq = Engine(ServeConfig(state_dir=tmp_path / "seq", refresh_ms=10**9))
+    co = Engine(ServeConfig(state_dir=tmp_path / "co", refresh_ms=10**9, ingest_workers=1))
+    try:
+        want = [seq.ingest(b).as_dict() for b in bodies]
+        got: dict[int, dict] = {}
+        start = threading.Barrier(len(bodies))
+
+        def send(k: int) -> None:
+            start.wait()
+            got[k] = co.ingest(bodies[k]).as_dict()
+
+        threads = [threading.Thread(target=send, args=(k,)) for k in range(len(bodies))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for k in range(len(bodies)):
+            g, w = got[k], want[k]
+            assert (g["received"], g["rejected"], g["rejects"]) == (w["received"], w["rejected"], w["rejects"]), k
+            assert g["accepted"] + g["duplicate"] == w["accepted"] + w["duplicate"], k
+        assert sum(g["accepted"] for g in got.values()) == sum(w["accepted"] for w in want)
+        q = lambda e: sorted((orjson.loads(x)["line"], orjson.loads(x)["reason"]) for x in e.quarantine.path.read_bytes().splitlines())  # noqa: E731
+        co.quarantine.flush()
+        seq.quarantine.flush()
+        assert q(co) == q(seq) and len(q(co)) == sum(w["rejected"] for w in want)
+    finally:
+        seq.close()
+        co.close()

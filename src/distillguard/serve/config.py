@@ -41,6 +41,10 @@ class ServeConfig:
     # Ingest limits.
     max_body_bytes: int = 64 * 1024 * 1024
     max_rejects_listed: int = 100
+    # NDJSON bodies reduced at once (each reduction coalesces the bodies waiting for it, up to
+    # this many bytes): two keep both cores busy while a group commit is being written.
+    ingest_workers: int = 2
+    ingest_coalesce_bytes: int = 32 << 20
     # Redis (production transport); None = embedded mode only.
     redis_url: str | None = None
     redis_prefix: str = "dg:"

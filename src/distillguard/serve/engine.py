@@ -79,20 +79,35 @@ class AppendQuarantine(Quarantine):
 
 
 class _Collect:
-    """Per-request view of the quarantine: forwards every reject and lists the first few."""
+    """Per-request view of the quarantine: forwards every reject and lists the first few.
 
-    def __init__(self, q: Quarantine, limit: int):
+    With ``offsets`` (coalesced bodies: body ``i`` holds lines ``offsets[i]+1 .. offsets[i+1]``
+    of the block), each reject is quarantined and listed under its own body's line number.
+    """
+
+    def __init__(self, q: Quarantine, limit: int, offsets: np.ndarray | None = None):
         self.q, self.limit = q, limit
         self.count = 0
         self.items: list[dict] = []
         self.reasons: dict[str, int] = {}
+        self.offsets = offsets
+        n = 1 if offsets is None else len(offsets) - 1
+        self.per_body_count = [0] * n
+        self.per_body_items: list[list[dict]] = [[] for _ in range(n)]
 
     def add(self, source: str, line: int, reason: str, raw: bytes | str) -> None:
+        i = 0
+        if self.offsets is not None:
+            i = int(np.searchsorted(self.offsets, line, side="left")) - 1
+            line = int(line) - int(self.offsets[i])
         self.q.add(source, line, reason, raw)
         self.count += 1
         self.reasons[reason] = self.reasons.get(reason, 0) + 1
+        self.per_body_count[i] += 1
         if len(self.items) < self.limit:
             self.items.append({"line": int(line), "reason": reason})
+        if len(self.per_body_items[i]) < self.limit:
+            self.per_body_items[i].append({"line": int(line), "reason": reason})
 
 
 @dataclass
@@ -105,6 +120,18 @@ class Prepared:
     rejected: int
     rejects: list[dict] = field(default_factory=list)
     reasons: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class _Body:
+    """An NDJSON request body waiting to be reduced (possibly together with others)."""
+
+    body: bytes
+    source: str
+    taken: bool = False
+    done: bool = False
+    result: "IngestResult | None" = None
+    error: BaseException | None = None
 
 
 @dataclass
@@ -165,6 +192,10 @@ class Engine:
         self._refresh_lock = threading.Lock()    # one refresh at a time
         self._applied = threading.Condition(self._lock)
         self._queue: list[_Ticket] = []          # bodies waiting for the next group commit
+        self._ing_lock = threading.Lock()          # bodies waiting to be reduced (coalesced)
+        self._ing_cv = threading.Condition(self._ing_lock)
+        self._ing_queue: list[_Body] = []
+        self._preparing = 0
         self._committing = False
         self.next_line = int(self.store.meta("next_line", "1") or 1)
         self._pending: list[pl.DataFrame] = []
@@ -201,12 +232,12 @@ class Engine:
 
     # -- ingest ------------------------------------------------------------------------------
 
-    def prepare(self, records: list | bytes, source: str) -> Prepared:
+    def prepare(self, records: list | bytes, source: str, collect: "_Collect | None" = None) -> Prepared:
         """Validate (quarantining rejects) and reduce a body's records; nothing is committed.
 
         ``records`` is a list of records or a whole NDJSON body (``bytes``, one record a line).
         """
-        col = _Collect(self.quarantine, self.cfg.max_rejects_listed)
+        col = collect or _Collect(self.quarantine, self.cfg.max_rejects_listed)
         stats = IngestStats()
         batch = records_to_batch(records, source, col, stats)  # type: ignore[arg-type]
         self.quarantine.flush()
@@ -300,13 +331,90 @@ class Engine:
             self._applied.notify_all()
 
     def ingest(self, records: list | bytes, source: str = "http:/v1/events") -> IngestResult:
-        """Validate, reduce, commit (embedded mode). Returns the counts for the response."""
+        """Validate, reduce, commit (embedded mode). Returns the counts for the response.
+
+        NDJSON bodies that arrive while others are being reduced are coalesced: the next free
+        worker validates and reduces all waiting bodies of the same source as one block, then
+        splits rows, rejects and counts back per body. Reduction has a fixed cost per call
+        (~15 ms: expression plans, phrase automata) that would otherwise dominate small
+        bodies, such as the LiteLLM logger's 200-record batches.
+        """
         t0 = time.perf_counter()
-        p = self.prepare(records, source)
-        accepted, duplicate = self.apply(p.rows, p.span)
-        self.metrics.events.labels("rejected").inc(p.rejected)
+        if not isinstance(records, (bytes, bytearray)):
+            p = self.prepare(records, source)
+            accepted, duplicate = self.apply(p.rows, p.span)
+            res = IngestResult(p.records, accepted, duplicate, p.rejected, p.rejects)
+        else:
+            item = _Body(bytes(records), source)
+            with self._ing_lock:
+                self._ing_queue.append(item)
+            while True:
+                with self._ing_lock:
+                    # Wait while every worker is busy, or while another worker holds this body.
+                    while not item.done and (item.taken or self._preparing >= self.cfg.ingest_workers):
+                        self._ing_cv.wait()
+                    if item.done:
+                        break
+                    # A free worker: reduce what is waiting (oldest first, this body among them
+                    # unless the size cap cut it off; then the loop takes it next).
+                    self._preparing += 1
+                    group = self._take_bodies(item.source)
+                try:
+                    self._ingest_group(group)
+                finally:
+                    with self._ing_lock:
+                        self._preparing -= 1
+                        for b in group:
+                            b.done = True
+                        self._ing_cv.notify_all()
+            if item.error is not None:
+                raise item.error
+            assert item.result is not None
+            res = item.result
+        self.metrics.events.labels("rejected").inc(res.rejected)
         self.metrics.ingest_seconds.observe(time.perf_counter() - t0)
-        return IngestResult(p.records, accepted, duplicate, p.rejected, p.rejects)
+        return res
+
+    def _take_bodies(self, source: str) -> list["_Body"]:
+        """Waiting bodies of ``source`` (oldest first, up to ``ingest_coalesce_bytes``); under the lock."""
+        group, rest, size = [], [], 0
+        for b in self._ing_queue:
+            if b.source == source and (not group or size + len(b.body) <= self.cfg.ingest_coalesce_bytes):
+                b.taken = True
+                group.append(b)
+                size += len(b.body)
+            else:
+                rest.append(b)
+        self._ing_queue = rest
+        return group
+
+    def _ingest_group(self, group: list["_Body"]) -> None:
+        """Reduce several NDJSON bodies as one block, commit them, and set each body's result."""
+        try:
+            spans = [ndjson_records(b.body) for b in group]
+            offsets = np.cumsum([0, *spans])
+            body = b"".join(b.body if not b.body or b.body.endswith(b"\n") else b.body + b"\n" for b in group)
+            col = _Collect(self.quarantine, self.cfg.max_rejects_listed, offsets)
+            p = self.prepare(body, group[0].source, collect=col)
+            lines = p.rows["_line"].to_numpy() if p.rows.height else np.zeros(0, np.int64)
+            items, valid = [], []
+            for i, b in enumerate(group):
+                lo, hi = int(offsets[i]), int(offsets[i + 1])
+                if p.rows.height:
+                    a, z = np.searchsorted(lines, [lo + 1, hi + 1])
+                    rows = p.rows.slice(int(a), int(z - a)).with_columns(pl.col("_line") - lo)
+                else:
+                    rows = p.rows
+                items.append((rows, spans[i], None))
+                valid.append(rows.height)
+            counts = self.apply_many(items)
+            for i, b in enumerate(group):
+                rej = col.per_body_count[i]
+                # Received = valid + rejected (blank lines are neither), as for a body alone.
+                b.result = IngestResult(valid[i] + rej, counts[i][0], counts[i][1], rej, col.per_body_items[i])
+        except BaseException as exc:  # every body of the group gets the error; none was acknowledged
+            for b in group:
+                b.error = exc
 
     def _add_pending(self, rows: pl.DataFrame) -> None:
         self._pending.append(rows)
