@@ -172,3 +172,53 @@ def test_bucketed_spilled_and_chunked_replay_gives_the_same_report(traffic, scan
     out = tmp_path / "scan-chunked"
     scan([str(traffic / "events.jsonl")], out, show_progress=False)
     assert list(out.glob("*")) and _accounts(out) == _accounts(scanned)
+
+
+def test_a_textless_member_of_a_convicted_cluster_inherits_only_with_machine_like_traffic(traffic, scanned, tmp_path):
+    """Logs that keep only a digest of the prompt give a member no extraction-shaped text to
+    show (nor, here, an output-maximising request shape): it inherits its cluster's verdict
+    when its own traffic is machine-like (mostly
+    single-turn, at a volume no person types), and not when it is a light, human-scale user."""
+    import hashlib
+
+    acc = _accounts(scanned)
+    labels = {r["account_id"]: r for r in csv.DictReader(open(traffic / "labels.csv", newline=""))}
+    counts: dict[str, int] = {}
+    for line in open(traffic / "events.jsonl", "rb"):
+        try:
+            a = orjson.loads(line).get("account_id")
+        except orjson.JSONDecodeError:
+            continue
+        counts[a] = counts.get(a, 0) + 1
+    flagged_clusters = {r["cluster_id"] for r in acc.values() if r["cluster_id"] and r["flagged"] == "true"}
+    # A hydra member: linked through shared infrastructure (a template link needs text).
+    heavy = [a for a, r in acc.items() if r["cluster_id"] in flagged_clusters and labels.get(a, {}).get("population") == "hydra"
+             and r["flagged"] == "true" and counts.get(a, 0) >= 40]
+    assert heavy, "the test traffic should hold a convicted cluster with a busy member"
+    target = heavy[0]
+    out_lines = []
+    for line in open(traffic / "events.jsonl", "rb"):
+        try:
+            r = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            out_lines.append(line.rstrip(b"\n"))
+            continue
+        if isinstance(r, dict) and r.get("account_id") == target and isinstance(r.get("prompt"), str):
+            r["prompt_sha256"] = hashlib.sha256(r.pop("prompt").encode()).hexdigest()
+            for k in ("system_prompt", "max_tokens", "n", "logprobs", "top_logprobs", "reasoning_effort"):
+                r.pop(k, None)  # nothing of its own left to convict it but its traffic pattern
+        out_lines.append(orjson.dumps(r))
+    (tmp_path / "log").mkdir()
+    (tmp_path / "log" / "events.jsonl").write_bytes(b"\n".join(out_lines) + b"\n")
+    from distillguard.replay import ReplayConfig
+
+    out = tmp_path / "scan"
+    # (This 4-hour test log is short: the volume bar is lowered to its scale.)
+    scan([str(tmp_path / "log" / "events.jsonl")], out, show_progress=False, config=ReplayConfig(propagate_textless_min_events=30))
+    row = _accounts(out)[target]
+    assert row["flagged"] == "true" and "cluster:" in row["reasons"], (row, acc[target], labels[target])
+
+    strict = ReplayConfig(propagate_textless_min_events=10**9)  # no machine-like stand-in: not inherited
+    out2 = tmp_path / "scan-strict"
+    scan([str(tmp_path / "log" / "events.jsonl")], out2, show_progress=False, config=strict)
+    assert _accounts(out2)[target]["flagged"] == "false"

@@ -37,6 +37,12 @@ class ReplayConfig:
     # association alone would punish a family member sharing a card.
     propagate_min_extract: float = 0.5
     propagate_min_own: float = 0.3
+    # A member whose prompts the log does not carry (digest only) cannot show extraction-shaped
+    # text; for it, machine-like traffic of its own stands in: mostly single-turn requests at a
+    # volume no person types. A bystander on a shared card or NAT rarely has both.
+    propagate_textless_max_text: float = 0.5
+    propagate_textless_min_events: int = 50
+    propagate_textless_min_single: float = 0.9
     # A cluster convicts only when most of its prompts are new to the whole log. Linked
     # accounts that mostly echo what others already sent (evaluators sharing a public eval
     # template and benchmark, users of one popular prompt) are not jointly covering new ground;
@@ -328,7 +334,9 @@ def _cluster_epoch(E: int, labels: np.ndarray, linked: np.ndarray, accounts: lis
     csum = csum.with_columns(pl.Series("c_score", c_score), pl.Series("c_lvl", c_lvl))[flagged_c.tolist()]
     csum = csum.with_columns(pl.Series("c_reasons", c_reasons, dtype=pl.String))
     j = now.join(csum.select("label", "c_score", "c_lvl", "c_reasons"), on="label")
-    own_evidence = (pl.col("x_extract_share") >= cfg.propagate_min_extract) | (pl.col("own") >= cfg.propagate_min_own)
+    textless = ((pl.col("text") < cfg.propagate_textless_max_text * pl.col("n")) & (pl.col("n") >= cfg.propagate_textless_min_events)
+                & (pl.col("single") >= cfg.propagate_textless_min_single * pl.col("n")))
+    own_evidence = (pl.col("x_extract_share") >= cfg.propagate_min_extract) | (pl.col("own") >= cfg.propagate_min_own) | textless
     j = j.filter((pl.col("c_lvl") >= 2) & own_evidence & (pl.col("c_score") > pl.col("own")))
     if j.height:
         return j.select("account_id", "tick", "c_score", pl.col("c_lvl").cast(pl.Int8), "n", "label", "c_reasons")
