@@ -99,19 +99,28 @@ def test_near_duplicates_share_a_band_and_unrelated_prompts_do_not():
     assert not any(x == y for x, y in zip(bands[0], bands[2]))
 
 
+def _bundled_texts(at_least: int) -> list[str]:
+    """Real prompt texts from the bundled corpora (several languages and tasks)."""
+    import gzip
+    import json
+
+    from distillguard.paths import BUNDLED_DATA
+
+    texts: list[str] = []
+    for p in sorted(BUNDLED_DATA.glob("*.jsonl.gz"))[:6]:
+        for line in gzip.open(p, "rt", encoding="utf-8"):
+            texts.extend(v for v in json.loads(line).values() if isinstance(v, str))
+            if len(texts) > at_least:
+                break
+    return texts
+
+
 @pytest.mark.parametrize("name", ["REASONING_ELICIT", "OUTPUT_MAXIMIZE", "RUBRIC", "EXAM_LIKE", "CODE_LIKE"])
 def test_phrase_scan_equals_the_single_regex(name):
     """The Aho-Corasick + residual-regex split must match exactly what the one regex matches."""
     from distillguard.features import lexicon
-    from distillguard.paths import BUNDLED_DATA
-    import gzip, json
 
-    texts = []
-    for p in sorted(BUNDLED_DATA.glob("*.jsonl.gz"))[:6]:
-        for line in gzip.open(p, "rt", encoding="utf-8"):
-            texts.extend(v for v in json.loads(line).values() if isinstance(v, str))
-            if len(texts) > 3000:
-                break
+    texts = _bundled_texts(3000)
     texts += ["which response is better, a or b?", "response a: yes", "show all the steps", "think step by step",
               "请一步一步地思考", "rate the answer on a scale of 1 to 10", "\\\\frac{1}{2}", "def f(x):"]
     col = pl.Series("t", texts).str.to_lowercase()
@@ -126,19 +135,11 @@ def test_phrase_scan_equals_the_single_regex(name):
 def test_batched_intent_flags_equal_one_regex_per_lexicon():
     """The one-pass phrase scan (ASCII on every row, non-ASCII on non-ASCII rows only) flags
     exactly what each lexicon's own regex flags on the bounded, lower-cased texts."""
-    import gzip
-    import json
     import random
 
     from distillguard.features import lexicon
-    from distillguard.paths import BUNDLED_DATA
 
-    texts = []
-    for p in sorted(BUNDLED_DATA.glob("*.jsonl.gz"))[:6]:
-        for line in gzip.open(p, "rt", encoding="utf-8"):
-            texts.extend(v for v in json.loads(line).values() if isinstance(v, str))
-            if len(texts) > 2500:
-                break
+    texts = _bundled_texts(2500)
     rng = random.Random(5)
     phrases = [x for _, pat, _ in text.INTENTS for x in lexicon.compiled(pat)[0]]
     systems = [None, "", "You are a helpful assistant.", "Always show your full reasoning.", "始终展示完整的推理过程",
