@@ -32,6 +32,7 @@ def serve(
     min_refresh_ms: int = typer.Option(250, help="Earliest refresh after the previous one when event time crosses a tick."),
     replay_horizon_hours: float = typer.Option(48.0, help="Replay this much event time at each refresh; older history is folded "
                                                           "into account totals (0 = replay everything, as scan does)."),
+    ingest_workers: int = typer.Option(2, min=1, help="NDJSON bodies reduced at once; bodies waiting for a worker are coalesced."),
     shadow: bool = typer.Option(False, help="Shadow the whole policy: compute, log and export decisions; enforce none."),
     shadow_rule: List[str] = typer.Option([], "--shadow-rule", help="Rule id whose verdicts are computed but not enforced (repeatable)."),
     redis_url: Optional[str] = typer.Option(None, envvar="DISTILLGUARD_REDIS_URL", help="redis://host:port/db: consume the raw stream, replicate via the compact stream, publish decision keys."),
@@ -70,7 +71,7 @@ def serve(
         raise typer.BadParameter(f"no API tokens: set {ENV_VAR}='token:ingest+decide,...' (or --no-auth on loopback)")
     kw = {} if consumer_name is None else {"consumer_name": consumer_name}
     cfg = ServeConfig(state_dir=state_dir, tick_ms=int(tick_seconds * 1000), rules_dir=rules, model_path=model, policy_path=policy,
-                      refresh_ms=refresh_ms, min_refresh_ms=min_refresh_ms,
+                      refresh_ms=refresh_ms, min_refresh_ms=min_refresh_ms, ingest_workers=ingest_workers,
                       replay_horizon_ms=int(replay_horizon_hours * 3_600_000) or None, shadow=shadow, shadow_rules=tuple(shadow_rule),
                       redis_url=redis_url, redis_prefix=redis_prefix, decision_ttl_s=decision_ttl,
                       webhook_urls=tuple(webhook_url), **kw)
