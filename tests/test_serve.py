@@ -403,3 +403,19 @@ def test_coalesced_bodies_report_their_own_counts_and_reject_lines(sim, tmp_path
     finally:
         seq.close()
         co.close()
+
+
+def test_slow_refreshes_are_spaced_out_so_ingest_keeps_most_of_the_machine(tmp_path):
+    from distillguard.serve.engine import Engine
+
+    e = Engine(ServeConfig(state_dir=tmp_path / "bp", refresh_ms=2000, refresh_max_busy=1 / 3))
+    try:
+        e._pending_rows = 10
+        e.refresh_wall_s = 0.05          # a cheap refresh: the wall-clock cadence rules
+        assert e._due(2.0) and not e._due(1.0)
+        e.refresh_wall_s = 3.0           # a 3 s refresh: wait twice that before the next
+        assert not e._due(5.9) and e._due(6.1)
+        e._pending_rows = 0
+        assert not e._due(60.0)
+    finally:
+        e.close()

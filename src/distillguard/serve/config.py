@@ -29,6 +29,10 @@ class ServeConfig:
     # boundary and at least ``min_refresh_ms`` passed.
     refresh_ms: int = 2_000
     min_refresh_ms: int = 250
+    # Back-pressure: the refresher waits at least (1/refresh_max_busy - 1) times its last refresh's
+    # duration, so it takes at most this share of the wall clock (one core) and ingest keeps the
+    # rest. Only slow refreshes (heavy backfill, long history) are spaced out by it.
+    refresh_max_busy: float = 1 / 3
     # Replay horizon: per-tick history older than this (event time, behind the newest exchange)
     # is folded into one row per account and its cluster epochs are not replayed again, so a
     # refresh costs what the horizon holds, not everything the service ever saw. Account totals

@@ -650,6 +650,10 @@ class Engine:
     def _due(self, since_last: float) -> bool:
         if not self._pending_rows:
             return False
+        busy = min(max(self.cfg.refresh_max_busy, 1e-3), 1.0)
+        backoff = (self.refresh_wall_s or 0.0) * (1.0 / busy - 1.0)
+        if since_last < backoff:
+            return False
         if since_last * 1000 >= self.cfg.refresh_ms:
             return True
         mx = self._pending_max_ts
