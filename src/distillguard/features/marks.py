@@ -115,19 +115,30 @@ def _framing(use: str) -> pl.Expr:
 
 
 def link_rows(m: pl.DataFrame) -> pl.DataFrame:
-    """(account_id, key, first_ts) for every linkable key an account showed (see ``linking``)."""
+    """(account_id, key, first_ts) for every linkable key an account showed (see ``linking``).
+
+    ``m`` is ``mark``'s output, sorted by account and time, so an account's first row with a
+    value is its earliest: each kind keeps those rows first and builds key strings only for
+    them (not for every exchange).
+    """
     s = pl.col
+
+    def firsts(cond: pl.Expr, *cols: str) -> pl.DataFrame:
+        f = m.filter(cond)
+        return f.filter(pl.struct(["account_id", *cols]).is_first_distinct())
+
     parts = [
-        m.filter(s("pf").is_not_null()).select("account_id", (pl.lit("pf:") + s("pf")).alias("key"), "ts"),
-        m.filter(s("org").is_not_null()).select("account_id", (pl.lit("org:") + s("org")).alias("key"), "ts"),
-        m.filter(s("ipnet").is_not_null() & s("ua").is_not_null()).select(
+        firsts(s("pf").is_not_null(), "pf").select("account_id", (pl.lit("pf:") + s("pf")).alias("key"), "ts"),
+        firsts(s("org").is_not_null(), "org").select("account_id", (pl.lit("org:") + s("org")).alias("key"), "ts"),
+        firsts(s("ipnet").is_not_null() & s("ua").is_not_null(), "ipnet", "ua").select(
             "account_id", pl.concat_str([pl.lit("net:"), s("ipnet"), pl.lit("|"), s("ua")]).alias("key"), "ts"),
         # A domain alone is weak (ISP mail, big employers); with the network it is one organisation.
-        m.filter(s("dom").is_not_null() & s("asn").is_not_null() & ~s("dom").is_in(sorted(FREE_MAIL))).select(
+        firsts(s("dom").is_not_null() & s("asn").is_not_null() & ~s("dom").is_in(sorted(FREE_MAIL)), "dom", "asn").select(
             "account_id", pl.concat_str([pl.lit("dom:"), s("dom"), pl.lit("|"), s("asn").cast(pl.String)]).alias("key"), "ts"),
-        m.filter(_framing("pre_use")).select("account_id", (pl.lit("tpl:") + s("h_pre").cast(pl.String)).alias("key"), "ts"),
-        m.filter(_framing("suf_use")).select("account_id", (pl.lit("tpl:") + s("h_suf").cast(pl.String)).alias("key"), "ts"),
+        firsts(_framing("pre_use"), "h_pre").select("account_id", (pl.lit("tpl:") + s("h_pre").cast(pl.String)).alias("key"), "ts"),
+        firsts(_framing("suf_use"), "h_suf").select("account_id", (pl.lit("tpl:") + s("h_suf").cast(pl.String)).alias("key"), "ts"),
     ]
+    # (A head and a tail frame can hash alike: the group-by keeps one row per key.)
     return pl.concat(parts).group_by("account_id", "key").agg(pl.col("ts").min().alias("first_ts"))
 
 
