@@ -162,12 +162,14 @@ def test_empty_log(tmp_path):
 
 
 def test_bucketed_spilled_and_chunked_replay_gives_the_same_report(traffic, scanned, tmp_path, monkeypatch):
-    # Force what a 16-million-exchange log does: many account buckets, per-bucket tick sums
-    # spilled to Parquet, and the account-level replay in chunks of a few hundred tick rows.
+    # Force what a 16-million-exchange log does: many account buckets, spill files flushed
+    # many times, per-bucket tick sums spilled to Parquet, and the account-level replay in
+    # chunks of a few hundred tick rows.
     import distillguard.pipeline as pipeline
     import distillguard.replay as replay_mod
 
     monkeypatch.setattr(pipeline, "BUCKET_BYTES_OF_INPUT", 2_000_000)
+    monkeypatch.setattr(pipeline, "SPILL_FLUSH_ROWS", 3_000)
     monkeypatch.setattr(replay_mod, "CHUNK_TICK_ROWS", 500)
     out = tmp_path / "scan-chunked"
     scan([str(traffic / "events.jsonl")], out, show_progress=False)

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import math
+import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -27,6 +28,9 @@ from .ingest import IngestStats, Quarantine, read_events
 
 # Compact rows per bucket that comfortably fit the memory target (~150 B each once marked).
 BUCKET_BYTES_OF_INPUT = 500_000_000
+# Reduced rows held before they are written out (~100-260 B each): bounds the buffer, and
+# keeps the spill at about one file per bucket per this many rows.
+SPILL_FLUSH_ROWS = 400_000
 
 
 @dataclass
@@ -57,37 +61,63 @@ def n_buckets(paths: Sequence[str]) -> int:
 
 def spill_exchanges(paths: Sequence[str], spill: Path, quarantine: Quarantine, stats: IngestStats, buckets: int,
                     progress: Callable[[int], None] | None = None, workers: int = 2) -> int:
-    """Read, validate and reduce every batch; write compact rows to ``spill/b<k>/``. Returns parts written.
+    """Read, validate and reduce every batch; write compact rows to ``spill/b<k>/``. Returns files written.
 
     Reduction runs in a small thread pool while the next batch is parsed: Polars and Arrow
     release the GIL, and one batch at a time leaves a core idle. At most ``2 * workers`` batches
-    are in flight, which bounds memory.
+    are in flight, which bounds memory. Reduced rows are buffered and written about every
+    ``SPILL_FLUSH_ROWS`` rows, one file per bucket: a file per batch and bucket would leave tens
+    of thousands of tiny files on a large log, and the global pass over them costs several GB
+    and minutes in file metadata alone.
     """
     for k in range(buckets):
         (spill / f"b{k}").mkdir(parents=True, exist_ok=True)
+    lock = threading.Lock()
+    buffers: dict[int, list[pl.DataFrame]] = {}
+    state = {"rows": 0, "files": 0}
 
-    def reduce(part_no: int, batch) -> None:
+    def write(take: dict[int, list[pl.DataFrame]], first_file: int) -> None:
+        for i, (k, parts) in enumerate(sorted(take.items())):
+            pl.concat(parts).write_parquet(spill / f"b{k}" / f"part-{first_file + i:06d}.parquet", compression="lz4")
+
+    def take_all() -> tuple[dict[int, list[pl.DataFrame]], int]:
+        """(the buffers, their first file number); under the lock."""
+        take = dict(buffers)
+        buffers.clear()
+        state["rows"] = 0
+        first = state["files"]
+        state["files"] += len(take)
+        return take, first
+
+    def reduce(batch) -> None:
         rows = exchange_features(batch)
         if buckets == 1:
-            rows.write_parquet(spill / "b0" / f"part-{part_no:06d}.parquet", compression="lz4")
-            return
-        rows = rows.with_columns((pl.col("account_id").hash(seed=11) % buckets).alias("_b"))
-        for (k,), part in rows.partition_by("_b", as_dict=True).items():
-            part.drop("_b").write_parquet(spill / f"b{k}" / f"part-{part_no:06d}.parquet", compression="lz4")
+            parts = {0: rows}
+        else:
+            rows = rows.with_columns((pl.col("account_id").hash(seed=11) % buckets).alias("_b"))
+            parts = {int(k): part.drop("_b") for (k,), part in rows.partition_by("_b", as_dict=True).items()}
+        take = None
+        with lock:
+            for k, part in parts.items():
+                buffers.setdefault(k, []).append(part)
+            state["rows"] += rows.height
+            if state["rows"] >= SPILL_FLUSH_ROWS:
+                take = take_all()
+        if take is not None:
+            write(*take)
 
-    parts = 0
     pending: deque[Future] = deque()
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for batch in read_events(paths, quarantine, stats, progress=progress):
             if not batch.num_rows:
                 continue
-            pending.append(pool.submit(reduce, parts, batch))
-            parts += 1
+            pending.append(pool.submit(reduce, batch))
             while len(pending) >= 2 * workers:
                 pending.popleft().result()
         while pending:
             pending.popleft().result()
-    return parts
+    write(*take_all())
+    return state["files"]
 
 
 def global_pass(spill: Path, memory_limit: str) -> tuple[pl.DataFrame, pl.DataFrame]:
