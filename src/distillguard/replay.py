@@ -234,7 +234,9 @@ def replay(ticks: TickInput, links: pl.DataFrame, attrs: pl.DataFrame, model: Ac
     state = pl.concat(states, how="vertical_relaxed").sort(["account_id", "tick"])
     counts_df = pl.concat(counts, how="vertical_relaxed").sort(["account_id", "tick"])
     del summaries, states, counts
-    since = cache.since if incremental and cache is not None else None
+    # Epochs before ``since`` reuse their cached propagations (incremental replay only).
+    reuse: dict[int, pl.DataFrame | None] = cache.prop if incremental and cache is not None else {}
+    since = cache.since if incremental and cache is not None and cache.since is not None else -1
     new_prop: dict[int, pl.DataFrame | None] = {}
     t_end = int(counts_df["tick"].max())
     say("accounts scored", 0.4)
@@ -254,9 +256,9 @@ def replay(ticks: TickInput, links: pl.DataFrame, attrs: pl.DataFrame, model: Ac
         epochs = list(range((t0 // step + 1) * step, t_end + step, step))
         for k, E in enumerate(epochs):
             say("clusters", 0.4 + 0.5 * k / max(1, len(epochs)))
-            if since is not None and E < since and E in cache.prop and E < t_end:  # type: ignore[union-attr]
+            if E < since and E < t_end and E in reuse:
                 # Nothing at or before E changed: the epoch's propagations are what they were.
-                got = cache.prop[E]  # type: ignore[union-attr]
+                got = reuse[E]
             else:
                 labels, linked_now = graph.components_at(E)
                 if E >= t_end:

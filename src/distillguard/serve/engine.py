@@ -87,13 +87,19 @@ class _Collect:
 
     def __init__(self, q: Quarantine, limit: int, offsets: np.ndarray | None = None):
         self.q, self.limit = q, limit
-        self.count = 0
-        self.items: list[dict] = []
         self.reasons: dict[str, int] = {}
         self.offsets = offsets
         n = 1 if offsets is None else len(offsets) - 1
         self.per_body_count = [0] * n
         self.per_body_items: list[list[dict]] = [[] for _ in range(n)]
+
+    @property
+    def count(self) -> int:
+        return sum(self.per_body_count)
+
+    @property
+    def items(self) -> list[dict]:
+        return [x for body in self.per_body_items for x in body][: self.limit]
 
     def add(self, source: str, line: int, reason: str, raw: bytes | str) -> None:
         i = 0
@@ -101,11 +107,8 @@ class _Collect:
             i = int(np.searchsorted(self.offsets, line, side="left")) - 1
             line = int(line) - int(self.offsets[i])
         self.q.add(source, line, reason, raw)
-        self.count += 1
         self.reasons[reason] = self.reasons.get(reason, 0) + 1
         self.per_body_count[i] += 1
-        if len(self.items) < self.limit:
-            self.items.append({"line": int(line), "reason": reason})
         if len(self.per_body_items[i]) < self.limit:
             self.per_body_items[i].append({"line": int(line), "reason": reason})
 
