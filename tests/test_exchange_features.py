@@ -34,6 +34,11 @@ def batch(rows: list[dict]) -> pa.RecordBatch:
     "Resuelve paso a paso.",
     "حل المسألة خطوة بخطوة",
     "Put your thinking inside <think> tags before answering.",
+    "Los de opgave op en laat alle tussenstappen zien.",
+    "Rozwiąż zadanie i pokaż wszystkie kroki.",
+    "Selesaikan soal ini dan tuliskan langkah-langkah penyelesaiannya.",
+    "Розв'яжи задачу і покажи проміжні кроки.",
+    "Lös uppgiften steg för steg.",
 ])
 def test_reasoning_elicitation_in_many_languages(prompt):
     out = exchange_features(batch([{"prompt": prompt}]))
@@ -48,6 +53,18 @@ def test_rubric_and_plain_chat():
     ]))
     assert out["f_rubric"].to_list() == [True, True, False]
     assert not out["f_reason"][2] and not out["f_exam"][2]
+
+
+def test_logprobs_count_as_output_maximising_only_for_a_distribution():
+    # A classifier reads its label's confidence from the top few alternatives; logit
+    # distillation asks for as many alternatives per token as the API returns.
+    out = exchange_features(batch([
+        {"prompt": "x", "logprobs": True},
+        {"prompt": "x", "logprobs": True, "top_logprobs": 3},
+        {"prompt": "x", "logprobs": True, "top_logprobs": 5},
+        {"prompt": "x", "top_logprobs": 20},
+    ]))
+    assert out["f_logprobs"].to_list() == [False, False, True, True]
 
 
 def test_withheld_prompt_keeps_the_digest_and_drops_text_signals():

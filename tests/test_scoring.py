@@ -20,11 +20,25 @@ def test_policy_needs_evidence_for_strong_actions_and_caps_allow_list():
     assert p.levels(score, events, allowed).tolist()[-1] == 1  # monitor, never enforced
 
 
+def test_policy_acts_on_its_own_only_after_the_account_was_observed_long_enough():
+    p = Policy(sustain_minutes=15)
+    minute = 60_000
+    first_seen = np.zeros(5, dtype=np.int64)
+    tick = np.array([1, 5, 14, 15, 40]) * minute
+    lvl = np.array([3, 2, 4, 2, 4], dtype=np.int8)
+    # Held at monitor for the first 15 minutes of the account's traffic, then as decided.
+    assert p.sustained(tick, first_seen, lvl).tolist() == [1, 1, 1, 2, 4]
+    # Low levels are never raised, and the hold can be switched off.
+    assert p.sustained(tick, first_seen, np.zeros(5, dtype=np.int8)).tolist() == [0] * 5
+    assert Policy(sustain_minutes=0).sustained(tick, first_seen, lvl).tolist() == lvl.tolist()
+
+
 def test_policy_from_yaml(tmp_path):
     f = tmp_path / "policy.yaml"
-    f.write_text("thresholds: {challenge: 0.7}\nallow: {accounts: [acct_1], orgs: [org_9]}\nmin_events_suspend: 10\n")
+    f.write_text("thresholds: {challenge: 0.7}\nallow: {accounts: [acct_1], orgs: [org_9]}\nmin_events_suspend: 10\nsustain_minutes: 30\n")
     p = Policy.from_yaml(f)
     assert p.challenge == 0.7 and p.allow_accounts == {"acct_1"} and p.allow_orgs == {"org_9"} and p.min_events_suspend == 10
+    assert p.sustain_minutes == 30
 
 
 def test_fit_respects_sign_constraints_and_round_trips(tmp_path):

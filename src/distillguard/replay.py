@@ -127,12 +127,13 @@ def _account_pass(ticks: pl.DataFrame, attrs: pl.DataFrame, model: AccountModel,
     lvl = policy.levels(own, n_arr, allowed)
     # Too few exchanges to judge an account on its own: it can still be flagged through its cluster.
     lvl = np.where(n_arr >= policy.min_events_challenge, lvl, np.minimum(lvl, 1)).astype(np.int8)
+    lvl = policy.sustained(snaps["tick"].to_numpy(), snaps["first_seen"].to_numpy(), lvl)
     snaps = snaps.with_columns(pl.Series("own", own), pl.Series("lvl", lvl)).with_row_index("_row")
 
     own_flag = snaps.filter(pl.col("lvl") >= 2).group_by("account_id").agg(pl.col("tick").min().alias("t_own"))
     last = snaps.group_by("account_id", maintain_order=True).agg(
         pl.col("n").last().alias("events"), pl.col("own").last().alias("score_last"),
-        pl.col("lvl").max().alias("own_lvl"), pl.col("_row").sort_by("own").last().alias("_imax"),
+        pl.col("lvl").max().alias("own_lvl"), pl.col("lvl").last().alias("lvl_last"), pl.col("_row").sort_by("own").last().alias("_imax"),
     )
     # Reasons: the account's strongest own decision (its window's when that scored higher).
     imax = last["_imax"].to_numpy().astype(np.int64)

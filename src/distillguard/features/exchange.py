@@ -14,6 +14,7 @@ import pyarrow as pa
 from . import text
 
 HIGH_EFFORT = ["high", "xhigh", "max", "maximum"]
+TOP_LOGPROBS_DISTRIBUTION = 5  # alternatives per token beyond what a confidence score needs
 
 COMPACT_COLUMNS = [
     "request_id", "account_id", "ts", "_source", "_line",
@@ -72,7 +73,10 @@ def exchange_features(batch: pa.RecordBatch | pa.Table) -> pl.DataFrame:
         text.not_ascii(pl.col("_low"), pl.col("_sys")).alias("_na_low"),
         "_low", "_sys",
         "max_tokens", "n",
-        ((pl.col("logprobs") == True) | (pl.col("top_logprobs").fill_null(0) > 0)).fill_null(False).alias("f_logprobs"),  # noqa: E712
+        # The token distribution, not a confidence score: a classifier reads its label's
+        # probability from the top 1-3 alternatives; logit distillation asks for as many as the
+        # API returns.
+        (pl.col("top_logprobs").fill_null(0) >= TOP_LOGPROBS_DISTRIBUTION).alias("f_logprobs"),
         pl.col("reasoning_effort").str.to_lowercase().is_in(HIGH_EFFORT).fill_null(False).alias("f_effort"),
         "temperature",
         pl.col("tool_count").alias("tools"),

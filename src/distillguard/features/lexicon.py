@@ -52,6 +52,15 @@ REASONING_ELICIT = _alt(
     # Russian / Ukrainian / Polish / Czech
     r"шаг за шагом", r"пошагово", r"ход (?:рассуждений|мыслей)", r"(?:подробно|полностью) (?:рассужд|объясн)", r"цепочк\w* рассуждений",
     r"крок за кроком", r"krok po kroku", r"tok rozumowania", r"krok za krokem",
+    # "(all) intermediate steps" / "the solution path": the worked derivation, in more languages
+    r"intermediate (?:steps|results|calculations)", r"tussenstappen", r"alle stappen", r"elke stap", r"stapsgewijs", r"zwischenschritte",
+    r"rechenweg", r"lösungsweg", r"pasos intermedios", r"étapes intermédiaires", r"calculs intermédiaires", r"passaggi intermedi",
+    r"passos intermediários", r"etapas intermediárias", r"промежуточные (?:шаги|вычисления|рассуждения)", r"проміжні (?:кроки|обчислення)",
+    r"покроково", r"kroki pośrednie", r"wszystkie kroki", r"każdy krok", r"mezikroky", r"postup řešení", r"langkah-langkah", r"langkah perantara",
+    r"cara penyelesaian", r"ara adımlar", r"tüm adımlar", r"çözüm yolu", r"steg för steg", r"mellansteg", r"alla steg", r"trin for trin",
+    r"mellemregninger", r"steg for steg", r"pas cu pas", r"pașii intermediari", r"lépésről lépésre", r"részlépés", r"βήμα προς βήμα",
+    r"ενδιάμεσα βήματα", r"שלבי ביניים", r"مراحل میانی", r"ขั้นตอนย่อย", r"các bước trung gian", r"中间步骤", r"解题过程", r"途中式",
+    r"途中の計算", r"중간 과정", r"الخطوات الوسيطة", r"خطوات الحل", r"मध्यवर्ती चरण", r"মধ্যবর্তী ধাপ", r"hatua za kati",
     # Arabic / Persian / Turkish / Hindi / Bengali / Vietnamese / Indonesian / Thai / Swahili / Hebrew
     r"خطوة بخطوة", r"عملية التفكير", r"سلسلة التفكير", r"اشرح (?:طريقة )?تفكيرك", r"گام به گام",
     r"adım adım", r"düşünce süreci", r"चरण दर चरण", r"कदम दर कदम", r"सोचने की प्रक्रिया", r"ধাপে ধাপে",

@@ -2,8 +2,12 @@
 
 Why evidence matters as well as the score: the same 0.9 on five exchanges and on five thousand
 is not the same certainty, and a wrongly suspended customer costs more than a challenged one.
-Strong actions therefore need more events behind them. Allow-listed accounts and organisations
-are capped at ``monitor``: they stay visible to analysts but are never enforced automatically.
+Strong actions therefore need more events behind them, and an account's own verdict counts
+only once the account has been observed for ``sustain_minutes`` of event time: harvesting at
+scale is sustained by definition, while a burst that is over in minutes (a one-off benchmark
+run, a batch job) harvests little and is the commonest false alarm. Allow-listed accounts and
+organisations are capped at ``monitor``: they stay visible to analysts but are never enforced
+automatically.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ class Policy:
     min_events_challenge: int = 10
     min_events_throttle: int = 50
     min_events_suspend: int = 200
+    sustain_minutes: float = 15.0
     allow_accounts: set[str] = field(default_factory=set)
     allow_orgs: set[str] = field(default_factory=set)
 
@@ -41,6 +46,7 @@ class Policy:
             min_events_challenge=int(d.get("min_events_challenge", 10)),
             min_events_throttle=int(d.get("min_events_throttle", 50)),
             min_events_suspend=int(d.get("min_events_suspend", 200)),
+            sustain_minutes=float(d.get("sustain_minutes", 15.0)),
             allow_accounts=set(map(str, allow.get("accounts", []) or [])),
             allow_orgs=set(map(str, allow.get("orgs", []) or [])),
         )
@@ -55,3 +61,11 @@ class Policy:
         if allowed is not None:
             lvl[allowed & (lvl > 1)] = 1
         return lvl
+
+    def sustained(self, tick: np.ndarray, first_seen: np.ndarray, lvl: np.ndarray) -> np.ndarray:
+        """Hold each row's action at ``monitor`` while the account has been observed for less
+        than ``sustain_minutes`` of event time (since its first exchange in the log)."""
+        if self.sustain_minutes <= 0:
+            return lvl
+        held = (lvl >= 2) & (tick - first_seen < self.sustain_minutes * 60_000)
+        return np.where(held, np.minimum(lvl, 1), lvl).astype(lvl.dtype)

@@ -553,9 +553,13 @@ class Engine:
         allowed = (a["account_id"].is_in(list(p.allow_accounts)) | a["org"].is_in(list(p.allow_orgs)).fill_null(False)).to_numpy()
         events = a["events"].to_numpy().astype(float)
         level = a["level"].to_numpy().astype(np.int8)
-        own_score = (a["score_last"] if "score_last" in a.columns else a["score"]).fill_null(0.0).to_numpy()
-        own = p.levels(own_score, events, allowed)
-        own = np.where(events >= p.min_events_challenge, own, np.minimum(own, 1))
+        if "lvl_last" in a.columns:
+            # The replay's own latest decision: allow-lists, evidence and sustain rules applied.
+            own = a["lvl_last"].fill_null(0).to_numpy().astype(np.int8)
+        else:
+            own_score = (a["score_last"] if "score_last" in a.columns else a["score"]).fill_null(0.0).to_numpy()
+            own = p.levels(own_score, events, allowed)
+            own = np.where(events >= p.min_events_challenge, own, np.minimum(own, 1))
         cur = own
         if "p_last" in a.columns and "p_lvl" in a.columns:
             p_last = a["p_last"].fill_null(0.0).to_numpy()
