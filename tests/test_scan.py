@@ -8,7 +8,7 @@ import json
 import random
 import subprocess
 import sys
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import orjson
@@ -224,3 +224,33 @@ def test_a_textless_member_of_a_convicted_cluster_inherits_only_with_machine_lik
     out2 = tmp_path / "scan-strict"
     scan([str(tmp_path / "log" / "events.jsonl")], out2, show_progress=False, config=strict)
     assert _accounts(out2)[target]["flagged"] == "false"
+
+
+def test_a_burst_is_judged_by_the_learned_layer_only_after_the_sustain_span(tmp_path):
+    """Thirty output-maximising asks, too few for any rule: the learned layer alone scores them
+    high. An account that sends them within five minutes and stops (like a one-off benchmark run)
+    is not flagged; one that keeps going is, once it has been observed for ``sustain_minutes``."""
+    t0 = _ms("2026-11-02T00:00:00Z")
+    rows = []
+    for acct, step_ms in (("acct_burst", 10_000), ("acct_steady", 120_000)):
+        for i in range(30):
+            rows.append({
+                "request_id": f"{acct}-{i}", "ts": datetime.fromtimestamp((t0 + i * step_ms) / 1000, timezone.utc).isoformat().replace("+00:00", "Z"),
+                "account_id": acct, "model": "frontier-large", "n": 4, "max_tokens": 16384,
+                "prompt": f"Explain in full detail, step by step, showing every intermediate step: what is {i} * {i + 7} + {3 * i}?",
+                "input_tokens": 40, "output_tokens": 900, "status": 200,
+            })
+    rows.sort(key=lambda r: r["ts"])
+    log = tmp_path / "events.jsonl"
+    log.write_bytes(b"\n".join(orjson.dumps(r) for r in rows) + b"\n")
+
+    scan([str(log)], tmp_path / "scan", show_progress=False)
+    acc = _accounts(tmp_path / "scan")
+    assert acc["acct_burst"]["flagged"] == "false" and float(acc["acct_burst"]["score"]) >= 0.6
+    steady = acc["acct_steady"]
+    assert steady["flagged"] == "true" and "model:" in steady["reasons"]
+    assert _ms(steady["first_flagged_ts"]) >= t0 + 15 * 60_000
+
+    (tmp_path / "now.yaml").write_text("sustain_minutes: 0\n")
+    scan([str(log)], tmp_path / "scan0", show_progress=False, policy_path=tmp_path / "now.yaml")
+    assert _accounts(tmp_path / "scan0")["acct_burst"]["flagged"] == "true"

@@ -127,7 +127,10 @@ def _account_pass(ticks: pl.DataFrame, attrs: pl.DataFrame, model: AccountModel,
     lvl = policy.levels(own, n_arr, allowed)
     # Too few exchanges to judge an account on its own: it can still be flagged through its cluster.
     lvl = np.where(n_arr >= policy.min_events_challenge, lvl, np.minimum(lvl, 1)).astype(np.int8)
-    lvl = policy.sustained(snaps["tick"].to_numpy(), snaps["first_seen"].to_numpy(), lvl)
+    # A reviewed rule is specific evidence and acts at once; the learned layer's verdict alone
+    # waits until the account has been observed for the policy's sustain span.
+    ruled = f_cum.any(axis=1) | (f_win.any(axis=1) & (snaps["w_n"].to_numpy() >= cfg.min_window_events))
+    lvl = np.where(ruled, lvl, policy.sustained(snaps["tick"].to_numpy(), snaps["first_seen"].to_numpy(), lvl))
     snaps = snaps.with_columns(pl.Series("own", own), pl.Series("lvl", lvl)).with_row_index("_row")
 
     own_flag = snaps.filter(pl.col("lvl") >= 2).group_by("account_id").agg(pl.col("tick").min().alias("t_own"))

@@ -2,10 +2,10 @@
 
 Why evidence matters as well as the score: the same 0.9 on five exchanges and on five thousand
 is not the same certainty, and a wrongly suspended customer costs more than a challenged one.
-Strong actions therefore need more events behind them, and an account's own verdict counts
-only once the account has been observed for ``sustain_minutes`` of event time: harvesting at
-scale is sustained by definition, while a burst that is over in minutes (a one-off benchmark
-run, a batch job) harvests little and is the commonest false alarm. Allow-listed accounts and
+Strong actions therefore need more events behind them, and a verdict of the learned layer
+alone (no rule fired) counts only once the account has been observed for ``sustain_minutes``
+of event time: harvesting at scale is sustained by definition, while a burst that is over in
+minutes (a one-off benchmark run, a batch job) harvests little and is the commonest false alarm. Allow-listed accounts and
 organisations are capped at ``monitor``: they stay visible to analysts but are never enforced
 automatically.
 """
