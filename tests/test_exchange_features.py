@@ -176,3 +176,18 @@ def test_batched_intent_flags_equal_one_regex_per_lexicon():
         want = low.select(col.str.contains(pattern).fill_null(False)).to_series()
         assert out[name].to_list() == want.to_list(), name
         assert want.sum() > 0, name
+
+
+def test_a_reasoning_ask_that_only_serves_a_parseable_answer_is_not_reasoning_elicitation():
+    from distillguard.features.marks import account_ticks
+
+    prompts = [
+        "Q: A shop sells 3 pens for $2. How much do 12 pens cost?\nA: Let's think step by step.",  # zero-shot CoT
+        "Solve step by step. The last line of your response should be of the form \"Answer: $ANSWER\".\n\nWhat is 17 * 23?",
+        "Solve step by step and write out your entire chain of thought, every single step. Put the final answer in \\boxed{}.\n\n2+2?",
+    ]
+    rows = exchange_features(batch([{"prompt": p, "ts": 1_700_000_000_000 + i} for i, p in enumerate(prompts)]))
+    assert rows["f_reason"].to_list() == [True, True, True] and rows["f_fmt"].to_list() == [False, True, True]
+    sums, _, _ = account_ticks(rows.with_columns(pl.lit(False).alias("new_global")), 60_000)
+    # The harness prompt (format, no trace demand) does not count; the trace demand does.
+    assert sums["reason"].sum() == 2 and sums["trace"].sum() == 1

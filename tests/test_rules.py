@@ -72,6 +72,15 @@ def test_any_block_needs_one_alternative():
     assert fires("dg-001", row(500, reason_share=0.9, trace_share=0.8, **HARVEST))
 
 
+@pytest.mark.parametrize("rule_id", ["dg-001", "dg-002", "dg-004", "dg-101"])
+def test_an_evaluation_harness_asking_for_parseable_answers_is_not_a_harvest(rule_id):
+    # pass@k with chain of thought on a benchmark: everything a sweep shows, except that nearly
+    # every prompt demands a final answer in a fixed, parseable form ("Answer: $X").
+    tp, _ = CASES[rule_id]
+    harness = tp.with_columns(pl.lit(0.95).alias("x_fmt_share"))
+    assert fires(rule_id, tp) and not fires(rule_id, harness)
+
+
 def test_malformed_rule_is_rejected():
     bad = {"id": "x", "title": "t", "description": "d", "level": "high", "reason": "r", "tags": [], "falsepositives": [],
            "scope": ["account"], "detection": {"all": {"novelty": "about 0.9"}}}

@@ -74,7 +74,10 @@ def tick_sums(m: pl.DataFrame) -> pl.DataFrame:
         _i(~pl.col("single")).alias("multi"),
         _i(pl.col("has_text")).alias("text"),
         _i(pl.col("h_exact").is_not_null()).alias("ident"),
-        _i(pl.col("f_reason")).alias("reason"),
+        # A reasoning ask that is only the means to a parseable answer ("think step by step ...
+        # Answer: $X", what an evaluation harness sends) is not reasoning elicitation unless it
+        # also demands the whole trace or as much output as possible.
+        _i(pl.col("f_reason") & (~pl.col("f_fmt") | pl.col("f_maxout") | pl.col("f_trace"))).alias("reason"),
         _i(pl.col("f_maxout")).alias("maxout"),
         _i(pl.col("f_rubric")).alias("rubric"),
         _i(pl.col("f_exam")).alias("exam"),
