@@ -39,6 +39,7 @@ def batch(rows: list[dict]) -> pa.RecordBatch:
     "Selesaikan soal ini dan tuliskan langkah-langkah penyelesaiannya.",
     "Розв'яжи задачу і покажи проміжні кроки.",
     "Lös uppgiften steg för steg.",
+    "Teach me this from scratch, covering all of the reasoning:\nIdentify three topics for a biology report.",
 ])
 def test_reasoning_elicitation_in_many_languages(prompt):
     out = exchange_features(batch([{"prompt": prompt}]))

@@ -254,3 +254,34 @@ def test_a_burst_is_judged_by_the_learned_layer_only_after_the_sustain_span(tmp_
     (tmp_path / "now.yaml").write_text("sustain_minutes: 0\n")
     scan([str(log)], tmp_path / "scan0", show_progress=False, policy_path=tmp_path / "now.yaml")
     assert _accounts(tmp_path / "scan0")["acct_burst"]["flagged"] == "true"
+
+
+def test_a_light_member_of_a_convicted_cluster_inherits_even_when_its_own_score_is_higher(tmp_path):
+    """Five accounts on one card send the same output-maximising wrapper over distinct items.
+    The light one (five exchanges) scores as high as its cluster but has too few exchanges to be
+    judged alone; it must inherit the cluster's verdict rather than be skipped because its own
+    score is not below the cluster's."""
+    t0 = _ms("2026-11-02T00:00:00Z")
+    rows, k = [], 0
+    for a, count in (("acct_c1", 70), ("acct_c2", 70), ("acct_c3", 70), ("acct_c4", 70), ("acct_light", 5)):
+        for i in range(count):
+            k += 1
+            ts = t0 + (i * 97_000 if a != "acct_light" else 3_600_000 + i * 300_000) + hash(a) % 1000
+            rows.append({
+                "request_id": f"{a}-{i}", "ts": datetime.fromtimestamp(ts / 1000, timezone.utc).isoformat().replace("+00:00", "Z"),
+                "account_id": a, "payment_fingerprint": "pf_shared_card", "model": "frontier-large", "max_tokens": 1024,
+                "prompt": f"Explain in full detail, step by step, showing every intermediate step, item {k}: "
+                          f"what is {k} * {k + 7} + {3 * k}, and why does {k % 13} divide it?",
+                "status": 200, "output_tokens": 900,
+            })
+            if a == "acct_light":  # every output-maximising lever at once: its own score tops the cluster's
+                rows[-1].update(max_tokens=16384, n=4, top_logprobs=20, reasoning_effort="high")
+    rows.sort(key=lambda r: r["ts"])
+    log = tmp_path / "events.jsonl"
+    log.write_bytes(b"\n".join(orjson.dumps(r) for r in rows) + b"\n")
+    scan([str(log)], tmp_path / "scan", show_progress=False)
+    acc = _accounts(tmp_path / "scan")
+    assert all(acc[a]["flagged"] == "true" for a in ("acct_c1", "acct_c2", "acct_c3", "acct_c4")), acc
+    light = acc["acct_light"]
+    assert light["cluster_id"] == acc["acct_c1"]["cluster_id"] != ""
+    assert light["flagged"] == "true" and "cluster:" in light["reasons"], light

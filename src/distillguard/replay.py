@@ -349,7 +349,9 @@ def _cluster_epoch(E: int, labels: np.ndarray, linked: np.ndarray, accounts: lis
     textless = ((pl.col("text") < cfg.propagate_textless_max_text * pl.col("n")) & (pl.col("n") >= cfg.propagate_textless_min_events)
                 & (pl.col("single") >= cfg.propagate_textless_min_single * pl.col("n")))
     own_evidence = (pl.col("x_extract_share") >= cfg.propagate_min_extract) | (pl.col("own") >= cfg.propagate_min_own) | textless
-    j = j.filter((pl.col("c_lvl") >= 2) & own_evidence & (pl.col("c_score") > pl.col("own")))
+    # (Whatever the member's own score: a member scoring higher than its cluster may still be
+    # below the evidence an account needs to be judged alone, e.g. a handful of exchanges.)
+    j = j.filter((pl.col("c_lvl") >= 2) & own_evidence)
     if j.height:
         return j.select("account_id", "tick", "c_score", pl.col("c_lvl").cast(pl.Int8), "n", "label", "c_reasons")
     return None

@@ -30,6 +30,9 @@ REASONING_ELICIT = _alt(
     r"(?:show|with|list|include|explain) (?:all|every|each) (?:of )?(?:the )?(?:intermediate )?steps", r"reason (?:it|this) (?:through|out)",
     r"walk (?:me )?through", r"(?:each|every|all(?: the)?) (?:single |intermediate |sub-?)?steps?\b", r"\bfull working\b", r"\bshow everything\b", r"<thinking>", r"\bthinking tags?\b", r"(?:double|triple)[- ]check", r"verify (?:your|each|every) (?:answer|step)",
     r"explain (?:the|your) (?:whole|full|complete|entire) (?:solution|reasoning|answer)", r"\bgo step by step\b", r"\bworked solution\b",
+    # Asking for the reasoning itself ("covering all of the reasoning", "show the reasoning behind it").
+    r"\b(?:cover|covering|include|including|with|show|showing|explain|explaining|give|giving|write out|spell out|lay out|walk through) (?:all |every bit )?(?:of )?(?:the |your )?(?:reasoning|thinking|thought process|logic)\b",
+    r"\breasoning behind\b",
     # the word "reasoning / thought process" itself, in many languages (stems)
     r"razonamiento", r"raciocínio", r"ragionamento", r"raisonnement", r"begründung", r"рассужден", r"міркуван", r"rozumowani", r"úvah",
     r"推理", r"思路", r"推論", r"思考の", r"추론", r"풀이 과정", r"استدلال", r"تفكير", r"तर्क", r"suy luận", r"penalaran", r"akıl yürüt",
