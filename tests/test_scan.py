@@ -285,3 +285,27 @@ def test_a_light_member_of_a_convicted_cluster_inherits_even_when_its_own_score_
     light = acc["acct_light"]
     assert light["cluster_id"] == acc["acct_c1"]["cluster_id"] != ""
     assert light["flagged"] == "true" and "cluster:" in light["reasons"], light
+
+
+def test_an_agents_tool_loop_is_one_task_while_repeated_sampling_counts_every_call(tmp_path):
+    """An agent resends its user's request at every tool step; the same request resent without
+    tools (repeated sampling) is a harvest pattern. Both send sixty single-turn calls of three
+    output-maximising requests over an hour: the loop is too little evidence to judge alone."""
+    t0 = _ms("2026-11-02T00:00:00Z")
+    asks = [f"Explain in full detail, step by step, every intermediate step of task {j}: refactor module {j} "
+            f"and describe the whole solution." for j in range(3)]
+    rows = []
+    for acct, tools in (("acct_agent", 12), ("acct_sampler", None)):
+        for i in range(60):
+            r = {"request_id": f"{acct}-{i}", "ts": datetime.fromtimestamp((t0 + i * 60_000) / 1000, timezone.utc).isoformat().replace("+00:00", "Z"),
+                 "account_id": acct, "model": "frontier-large", "max_tokens": 16384, "prompt": asks[i // 20], "status": 200}
+            if tools:
+                r.update(tool_count=tools, finish_reason="tool_calls")
+            rows.append(r)
+    rows.sort(key=lambda r: r["ts"])
+    log = tmp_path / "events.jsonl"
+    log.write_bytes(b"\n".join(orjson.dumps(r) for r in rows) + b"\n")
+    scan([str(log)], tmp_path / "scan", show_progress=False)
+    acc = _accounts(tmp_path / "scan")
+    assert acc["acct_sampler"]["flagged"] == "true", acc["acct_sampler"]
+    assert acc["acct_agent"]["flagged"] == "false", acc["acct_agent"]

@@ -86,7 +86,14 @@ def account_snapshots(ticks: pl.DataFrame, cfg: ReplayConfig) -> pl.DataFrame:
     snaps = derive(derive(snapshots(tick_aggregates(ticks), cfg.window_ms)), prefix="w_")
     # The window's raw sums are spent once its features are derived (only its size is used
     # again): dropping them cuts the replay's largest frame by about a quarter.
-    return snaps.drop([f"w_{c}" for c in SUM_COLUMNS if c != "n"])
+    return snaps.drop([f"w_{c}" for c in SUM_COLUMNS if c not in ("n", "tool_repeat")])
+
+
+def evidence(df: pl.DataFrame, prefix: str = "") -> np.ndarray:
+    """Exchanges a snapshot's verdict rests on: all of them, except the repeats of one request
+    inside an agent's tool loop (it resends the user's request at every step; that is one task,
+    not fifty independent asks). Repeated sampling without tools still counts every call."""
+    return (df[prefix + "n"] - df[prefix + "tool_repeat"]).to_numpy()
 
 
 # Account-level replay runs over chunks of accounts of at most this many per-tick rows, so the
@@ -121,15 +128,16 @@ def _account_pass(ticks: pl.DataFrame, attrs: pl.DataFrame, model: AccountModel,
 
     s_cum, f_cum, a_cum = _score_block(snaps, model, rules, "account", "x_", "n")
     s_win, f_win, a_win = _score_block(snaps, model, rules, "window", "w_x_", "w_n")
-    s_win = np.where(snaps["w_n"].to_numpy() >= cfg.min_window_events, s_win, 0.0)
+    w_ok = evidence(snaps, "w_") >= cfg.min_window_events
+    s_win = np.where(w_ok, s_win, 0.0)
     own = np.maximum(s_cum, s_win)
-    n_arr = snaps["n"].to_numpy()
+    n_arr = evidence(snaps)
     lvl = policy.levels(own, n_arr, allowed)
     # Too few exchanges to judge an account on its own: it can still be flagged through its cluster.
     lvl = np.where(n_arr >= policy.min_events_challenge, lvl, np.minimum(lvl, 1)).astype(np.int8)
     # A reviewed rule is specific evidence and acts at once; the learned layer's verdict alone
     # waits until the account has been observed for the policy's sustain span.
-    ruled = f_cum.any(axis=1) | (f_win.any(axis=1) & (snaps["w_n"].to_numpy() >= cfg.min_window_events))
+    ruled = f_cum.any(axis=1) | (f_win.any(axis=1) & w_ok)
     lvl = np.where(ruled, lvl, policy.sustained(snaps["tick"].to_numpy(), snaps["first_seen"].to_numpy(), lvl))
     snaps = snaps.with_columns(pl.Series("own", own), pl.Series("lvl", lvl)).with_row_index("_row")
 

@@ -19,6 +19,7 @@ SUM_COLUMNS = [
     "n", "new_exact", "nd", "tpl", "new_hour", "new_hod", "single", "multi", "text",
     "reason", "maxout", "rubric", "exam", "code", "logprobs", "effort", "multi_n", "big_max",
     "trunc", "tools", "lang", "out_tok", "dt_n", "dt_sum", "dt_sq", "new_script", "extract", "new_global", "ident", "shape_novel", "fmt", "trace",
+    "tool_repeat",
 ]
 
 def tick_aggregates(ticks: pl.DataFrame) -> pl.DataFrame:

@@ -93,6 +93,8 @@ def tick_sums(m: pl.DataFrame) -> pl.DataFrame:
         _i(pl.col("big_max")).alias("big_max"),
         _i(pl.col("f_trunc")).alias("trunc"),
         _i(pl.col("has_tools")).alias("tools"),
+        # An agent's tool loop resends the same user request at every step: one task, not many.
+        _i(pl.col("has_tools") & ~pl.col("new_exact") & pl.col("h_exact").is_not_null()).alias("tool_repeat"),
         _i(pl.col("non_latin")).alias("lang"),
         pl.col("out_tok").fill_null(0).cast(pl.Float64).sum().alias("out_tok"),
         pl.col("dt").count().cast(pl.Float64).alias("dt_n"),
