@@ -219,3 +219,10 @@ def test_progress_callback_and_argument_checks(tmp_path):
         simulate(tmp_path, split="test")
     with pytest.raises(ValueError):
         simulate(tmp_path, hours=0)
+
+
+def test_every_attacking_account_has_its_attack_start(dev_run):
+    # The shared scorer needs the column on every attack row; benign rows leave it empty.
+    out, _ = dev_run
+    _, rows = read_labels(out)
+    assert rows and all(bool(r["attack_start_ts"]) == (r["label"] == "attack") for r in rows)

@@ -152,7 +152,7 @@ def _write_events(
     salt: int,
     population: dict,
     attack_start: dict,
-    counters: tuple[dict, dict],
+    counters: tuple[dict, dict, dict],
     inject_bad: float,
     bad_rng: random.Random,
     progress: Callable[[int], None] | None,
@@ -160,7 +160,8 @@ def _write_events(
     """Stream merged ``(ts, record)`` pairs to ``path`` as JSON Lines.
 
     Adds ``request_id`` (a bijective mix of the sequence number: unique by construction)
-    and ``ts``; counts events per population and per account into ``counters``.
+    and ``ts``; counts events per population and per account into ``counters``, and keeps the
+    written ``ts`` of each attacking account's first exchange.
 
     Returns
     -------
@@ -168,7 +169,7 @@ def _write_events(
         Events written, malformed lines injected, attack-phase events.
     """
     t0, t1 = window
-    ev_by_pop, seen = counters
+    ev_by_pop, seen, first_ts = counters
     clock = _Clock()
     attack_events = n = bad = 0
     buf: list[bytes] = []
@@ -178,6 +179,8 @@ def _write_events(
                 continue
             aid = rec["account_id"]
             full = {"request_id": f"req_{mix64(n, salt):016x}", "ts": clock(ts), **rec}
+            if aid in attack_start and aid not in first_ts:
+                first_ts[aid] = full["ts"]
             line = orjson.dumps(full) + b"\n"
             buf.append(line)
             n += 1
@@ -269,6 +272,7 @@ def simulate(
     bad_rng = random.Random(stable_hash("inject-bad", seed, split))
     seen: dict[str, int] = {}
     ev_by_pop: dict[str, int] = {}
+    first_ts: dict[str, str] = {}
     merged = merge_streams([a.events for a in accounts], t0, t1)
     # The loaded corpora are millions of long-lived objects; without this every gen-2
     # collection rescans them and the run is several times slower. The loop makes no cycles.
@@ -283,7 +287,7 @@ def simulate(
             salt,
             population,
             attack_start,
-            (ev_by_pop, seen),
+            (ev_by_pop, seen, first_ts),
             inject_bad,
             bad_rng,
             progress,
@@ -301,7 +305,9 @@ def simulate(
             if a.account_id not in seen:
                 continue  # no exchange inside the window: not in the log, so not labelled
             acc_by_pop[a.population] = acc_by_pop.get(a.population, 0) + 1
-            ats = rfc3339_ms(a.attack_start_ms) if a.attack_start_ms is not None else ""
+            # An account that attacks from its first exchange starts its attack phase there (the
+            # column is filled for every attacking account, as the shared scorer expects).
+            ats = rfc3339_ms(a.attack_start_ms) if a.attack_start_ms is not None else first_ts.get(a.account_id, "") if a.label == "attack" else ""
             w.writerow([a.account_id, a.label, a.population, a.campaign, ats])
 
     order = list(BENIGN_POPULATIONS) + list(ATTACK_POPULATIONS)
