@@ -84,8 +84,9 @@ def _reasons(fired_row: np.ndarray, active: list[Rule], contrib_row: np.ndarray,
 def account_snapshots(ticks: pl.DataFrame, cfg: ReplayConfig) -> pl.DataFrame:
     """Every account's running and trailing-window features at each tick it was active."""
     snaps = derive(derive(snapshots(tick_aggregates(ticks), cfg.window_ms)), prefix="w_")
-    # The window's raw sums are spent once its features are derived (only its size is used
-    # again): dropping them cuts the replay's largest frame by about a quarter.
+    # The window's raw sums are spent once its features are derived (only its size and its
+    # tool-loop repeats, for ``evidence``, are used again): dropping them cuts the replay's
+    # largest frame by about a quarter.
     return snaps.drop([f"w_{c}" for c in SUM_COLUMNS if c not in ("n", "tool_repeat")])
 
 

@@ -5,9 +5,9 @@ is not the same certainty, and a wrongly suspended customer costs more than a ch
 Strong actions therefore need more events behind them, and a verdict of the learned layer
 alone (no rule fired) counts only once the account has been observed for ``sustain_minutes``
 of event time: harvesting at scale is sustained by definition, while a burst that is over in
-minutes (a one-off benchmark run, a batch job) harvests little and is the commonest false alarm. Allow-listed accounts and
-organisations are capped at ``monitor``: they stay visible to analysts but are never enforced
-automatically.
+minutes (a one-off benchmark run, a batch job) harvests little and is the commonest false
+alarm. Allow-listed accounts and organisations are capped at ``monitor``: they stay visible to
+analysts but are never enforced automatically.
 """
 
 from __future__ import annotations

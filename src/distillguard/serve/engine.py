@@ -21,9 +21,8 @@ file, and the first of two records with the same ``request_id`` wins, as in the 
 
 Decisions: the replay gives, per account, the strongest action reached (``max_action``,
 ``flagged``, ``first_flagged_ts``, the scan's ``action`` column) and the score at the end of the
-data. The *current* ``action`` is the action of the account's latest decision tick (the policy
-applied to its latest own score and event count, as the replay does at each tick) or of its
-latest cluster propagation, never above ``max_action``. Shadow mode changes only what is
+data. The *current* ``action`` is the action of the account's latest decision tick (the level the
+replay decided there) or of its latest cluster propagation, never above ``max_action``. Shadow mode changes only what is
 enforced (``action``); ``computed_action`` is what the policy says with every rule.
 """
 
@@ -538,7 +537,7 @@ class Engine:
         self._rows, self._firsts, self._ticks, self._links, self._attrs = rows, firsts, ticks, links, attrs
         self.max_event_ts = int(rows["ts"].max())
         t2 = time.perf_counter()
-        self._publish(acc, acc_enf, attrs)
+        self._publish(acc, acc_enf)
         self.last_breakdown = {"affected_accounts": int(affected.len()), "account_ticks_s": round(t1 - t0, 4),
                                "replay_s": round(t2 - t1, 4), "publish_s": round(time.perf_counter() - t2, 4)}
         self.metrics.accounts.set(acc.height)
@@ -546,20 +545,14 @@ class Engine:
 
     # -- decisions ---------------------------------------------------------------------------
 
-    def _current_levels(self, acc: pl.DataFrame, attrs: pl.DataFrame) -> np.ndarray:
+    def _current_levels(self, a: pl.DataFrame) -> np.ndarray:
         """Action level of each account's latest decision (see the module docstring)."""
         p = self.policy
-        a = acc.join(attrs.select("account_id", "org"), on="account_id", how="left")
-        allowed = (a["account_id"].is_in(list(p.allow_accounts)) | a["org"].is_in(list(p.allow_orgs)).fill_null(False)).to_numpy()
-        events = a["events"].to_numpy().astype(float)
         level = a["level"].to_numpy().astype(np.int8)
-        if "lvl_last" in a.columns:
-            # The replay's own latest decision: allow-lists, evidence and sustain rules applied.
-            own = a["lvl_last"].fill_null(0).to_numpy().astype(np.int8)
-        else:
-            own_score = (a["score_last"] if "score_last" in a.columns else a["score"]).fill_null(0.0).to_numpy()
-            own = p.levels(own_score, events, allowed)
-            own = np.where(events >= p.min_events_challenge, own, np.minimum(own, 1))
+        # The replay's own latest decision, allow-lists, evidence and sustain rules applied (the
+        # replay of an empty log has no such column and no rows).
+        own = (a["lvl_last"].fill_null(0).to_numpy().astype(np.int8) if "lvl_last" in a.columns
+               else np.zeros(a.height, dtype=np.int8))
         cur = own
         if "p_last" in a.columns and "p_lvl" in a.columns:
             p_last = a["p_last"].fill_null(0.0).to_numpy()
@@ -568,15 +561,15 @@ class Engine:
             cur = np.maximum(own, prop)
         return np.minimum(cur, level).astype(np.int8)
 
-    def _publish(self, acc: pl.DataFrame, acc_enf: pl.DataFrame, attrs: pl.DataFrame) -> None:
-        cur = self._current_levels(acc, attrs)
+    def _publish(self, acc: pl.DataFrame, acc_enf: pl.DataFrame) -> None:
+        cur = self._current_levels(acc)
         if self.cfg.shadow:
             enf = np.zeros_like(cur)
         elif acc_enf is acc:
             enf = cur
         else:
             e = acc_enf.select("account_id").with_row_index("_i")
-            lv = self._current_levels(acc_enf, attrs)
+            lv = self._current_levels(acc_enf)
             idx = acc.select("account_id").join(e, on="account_id", how="left")["_i"].to_numpy()
             enf = lv[idx]
         d = acc.select(

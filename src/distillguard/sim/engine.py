@@ -306,8 +306,9 @@ def simulate(
                 continue  # no exchange inside the window: not in the log, so not labelled
             acc_by_pop[a.population] = acc_by_pop.get(a.population, 0) + 1
             # An account that attacks from its first exchange starts its attack phase there (the
-            # column is filled for every attacking account, as the shared scorer expects).
-            ats = rfc3339_ms(a.attack_start_ms) if a.attack_start_ms is not None else first_ts.get(a.account_id, "") if a.label == "attack" else ""
+            # column is filled for every attacking account, as the shared scorer expects;
+            # ``first_ts`` holds attacking accounts only).
+            ats = rfc3339_ms(a.attack_start_ms) if a.attack_start_ms is not None else first_ts.get(a.account_id, "")
             w.writerow([a.account_id, a.label, a.population, a.campaign, ats])
 
     order = list(BENIGN_POPULATIONS) + list(ATTACK_POPULATIONS)
