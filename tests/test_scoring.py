@@ -33,12 +33,25 @@ def test_policy_acts_on_its_own_only_after_the_account_was_observed_long_enough(
     assert Policy(sustain_minutes=0).sustained(tick, first_seen, lvl).tolist() == lvl.tolist()
 
 
+def test_policy_judges_a_handful_of_exchanges_only_when_near_certain_and_all_extraction():
+    p = Policy()
+    lvl = p.levels(np.array([0.99, 0.99, 0.99, 0.9, 0.99, 0.99]), np.full(6, 7))
+    events = np.array([7, 7, 3, 7, 12, 7])
+    extract = np.array([1.0, 0.5, 1.0, 1.0, 0.0, 0.9])
+    score = np.array([0.99, 0.99, 0.99, 0.9, 0.99, 0.99])
+    # near-certain + all extraction -> challenge at most; mixed traffic, too few events or a
+    # merely high score -> monitor; ten events or more -> the ordinary thresholds.
+    assert p.evidence_gate(lvl, score, events, extract).tolist() == [2, 1, 1, 1, 2, 2]
+    assert Policy(few_events_min=10).evidence_gate(lvl, score, events, extract).tolist() == [1, 1, 1, 1, 2, 1]
+
+
 def test_policy_from_yaml(tmp_path):
     f = tmp_path / "policy.yaml"
-    f.write_text("thresholds: {challenge: 0.7}\nallow: {accounts: [acct_1], orgs: [org_9]}\nmin_events_suspend: 10\nsustain_minutes: 30\n")
+    f.write_text("thresholds: {challenge: 0.7}\nallow: {accounts: [acct_1], orgs: [org_9]}\nmin_events_suspend: 10\nsustain_minutes: 30\n"
+                 "few_events_min: 6\nfew_events_score: 0.99\n")
     p = Policy.from_yaml(f)
     assert p.challenge == 0.7 and p.allow_accounts == {"acct_1"} and p.allow_orgs == {"org_9"} and p.min_events_suspend == 10
-    assert p.sustain_minutes == 30
+    assert p.sustain_minutes == 30 and p.few_events_min == 6 and p.few_events_score == 0.99 and p.few_events_extract == 0.8
 
 
 def test_fit_respects_sign_constraints_and_round_trips(tmp_path):

@@ -134,8 +134,9 @@ def _account_pass(ticks: pl.DataFrame, attrs: pl.DataFrame, model: AccountModel,
     own = np.maximum(s_cum, s_win)
     n_arr = evidence(snaps)
     lvl = policy.levels(own, n_arr, allowed)
-    # Too few exchanges to judge an account on its own: it can still be flagged through its cluster.
-    lvl = np.where(n_arr >= policy.min_events_challenge, lvl, np.minimum(lvl, 1)).astype(np.int8)
+    # Too few exchanges to judge an account on its own (unless near-certain, see the policy):
+    # it can still be flagged through its cluster.
+    lvl = policy.evidence_gate(lvl, own, n_arr, snaps["x_extract_share"].to_numpy())
     # A reviewed rule is specific evidence and acts at once; the learned layer's verdict alone
     # waits until the account has been observed for the policy's sustain span.
     ruled = f_cum.any(axis=1) | (f_win.any(axis=1) & w_ok)

@@ -6,7 +6,11 @@ Strong actions therefore need more events behind them, and a verdict of the lear
 alone (no rule fired) counts only once the account has been observed for ``sustain_minutes``
 of event time: harvesting at scale is sustained by definition, while a burst that is over in
 minutes (a one-off benchmark run, a batch job) harvests little and is the commonest false
-alarm. Allow-listed accounts and organisations are capped at ``monitor``: they stay visible to
+alarm. Below ``min_events_challenge`` an account is judged on its own only when the case is
+near-certain (``few_events_score``) and every ask of its few is extraction-shaped
+(``few_events_extract``): a campaign spread over many accounts of a handful of exchanges each
+shows nothing more per account, while an ordinary user's handful of questions rarely scores
+that high. Allow-listed accounts and organisations are capped at ``monitor``: they stay visible to
 analysts but are never enforced automatically.
 """
 
@@ -32,6 +36,9 @@ class Policy:
     min_events_challenge: int = 10
     min_events_throttle: int = 50
     min_events_suspend: int = 200
+    few_events_min: int = 5
+    few_events_score: float = 0.97
+    few_events_extract: float = 0.8
     sustain_minutes: float = 15.0
     allow_accounts: set[str] = field(default_factory=set)
     allow_orgs: set[str] = field(default_factory=set)
@@ -46,6 +53,9 @@ class Policy:
             min_events_challenge=int(d.get("min_events_challenge", 10)),
             min_events_throttle=int(d.get("min_events_throttle", 50)),
             min_events_suspend=int(d.get("min_events_suspend", 200)),
+            few_events_min=int(d.get("few_events_min", 5)),
+            few_events_score=float(d.get("few_events_score", 0.97)),
+            few_events_extract=float(d.get("few_events_extract", 0.8)),
             sustain_minutes=float(d.get("sustain_minutes", 15.0)),
             allow_accounts=set(map(str, allow.get("accounts", []) or [])),
             allow_orgs=set(map(str, allow.get("orgs", []) or [])),
@@ -61,6 +71,14 @@ class Policy:
         if allowed is not None:
             lvl[allowed & (lvl > 1)] = 1
         return lvl
+
+    def evidence_gate(self, lvl: np.ndarray, score: np.ndarray, events: np.ndarray, extract_share: np.ndarray) -> np.ndarray:
+        """Cap at ``monitor`` the rows with too few events to act on, except near-certain cases
+        of few events that are all extraction asks (those may reach ``challenge``)."""
+        few = ((events >= self.few_events_min) & (score >= self.few_events_score)
+               & (extract_share >= self.few_events_extract))
+        capped = np.where(few, np.minimum(lvl, 2), np.minimum(lvl, 1))
+        return np.where(events >= self.min_events_challenge, lvl, capped).astype(np.int8)
 
     def sustained(self, tick: np.ndarray, first_seen: np.ndarray, lvl: np.ndarray) -> np.ndarray:
         """Hold each row's action at ``monitor`` while the account has been observed for less
