@@ -42,6 +42,8 @@ CASES = {
                row(3000, text_share=0.0, young=0.1, single_share=1.0, shape_share=0.25)),  # established app, text not logged
     "dg-007": (row(400, text_share=0.0, global_novelty=0.95, log_out_tok=6.8, hod_cover=0.9, **HARVEST),
                row(400, text_share=0.0, global_novelty=0.95, log_out_tok=6.8, hod_cover=0.08, **HARVEST)),  # one-off eval run, text not logged
+    "dg-008": (row(300, trace_share=0.04, log_trace=2.5, novelty=0.6, single_share=0.95),  # reseller carrying a harvester
+               row(300, trace_share=0.007, log_trace=1.1, novelty=0.6, single_share=0.95)),  # router: an end user now and then
     "dg-101": (row(5000, members=40, extract_share=0.8, global_novelty=0.9, **HARVEST),
                row(5000, members=40, extract_share=0.1, novelty=0.95, single_share=0.5)),  # company sharing a card
 }

@@ -56,7 +56,7 @@ FEATURES = [
     "log_n", "novelty", "nd_share", "tpl_share", "single_share", "reason_share", "maxout_share",
     "rubric_share", "exam_share", "code_share", "shape_share", "trunc_share", "log_out_tok",
     "hod_cover", "duty", "iat_cv", "log_rate", "young", "lang_spread", "tools_share", "extract_share", "log_extract",
-    "global_novelty", "text_share", "fmt_share", "trace_share",
+    "global_novelty", "text_share", "fmt_share", "trace_share", "log_trace",
 ]
 
 
@@ -108,6 +108,10 @@ def derive(df: pl.DataFrame, prefix: str = "", now_col: str = "tick") -> pl.Data
         # Coverage: how many *new*, extraction-shaped prompts so far. Volume alone is not risk
         # (routers and app back-ends are big); volume of novel extraction asks is harvesting.
         "log_extract": pl.min_horizontal(c("extract"), c("new_exact")).log1p(),
+        # How many asks for the whole, unedited reasoning trace (per hour in the window). A
+        # count, not a share: a harvester hidden in a reseller's traffic is a small share of
+        # a large stream, but no ordinary stream of users asks for raw traces several times an hour.
+        "log_trace": c("trace").log1p(),
     }
     return df.with_columns([e.cast(pl.Float64).fill_nan(0.0).fill_null(0.0).alias(prefix + "x_" + k) for k, e in feats.items()])
 
