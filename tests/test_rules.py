@@ -42,8 +42,8 @@ CASES = {
                row(3000, text_share=0.0, young=0.1, single_share=1.0, shape_share=0.25)),  # established app, text not logged
     "dg-007": (row(400, text_share=0.0, global_novelty=0.95, log_out_tok=6.8, hod_cover=0.9, **HARVEST),
                row(400, text_share=0.0, global_novelty=0.95, log_out_tok=6.8, hod_cover=0.08, **HARVEST)),  # one-off eval run, text not logged
-    "dg-008": (row(300, trace_share=0.04, log_trace=2.5, novelty=0.6, single_share=0.95),  # reseller carrying a harvester
-               row(300, trace_share=0.007, log_trace=1.1, novelty=0.6, single_share=0.95)),  # router: an end user now and then
+    "dg-008": (row(300, trace_share=0.04, reason_share=0.08, log_trace=2.5, novelty=0.6, single_share=0.95),  # reseller carrying a harvester
+               row(300, trace_share=0.007, reason_share=0.03, log_trace=1.1, novelty=0.6, single_share=0.95)),  # router: an end user now and then
     "dg-101": (row(5000, members=40, extract_share=0.8, global_novelty=0.9, **HARVEST),
                row(5000, members=40, extract_share=0.1, novelty=0.95, single_share=0.5)),  # company sharing a card
 }
@@ -67,6 +67,12 @@ def test_rule_metadata(rule_id):
     assert r.falsepositives and r.description.strip() and r.title.strip()
     assert all(f in FEATURES or f == "members" for f, _, _ in r.conditions), "unknown feature in a condition"
     assert 0 < r.weight < 1
+
+
+def test_trace_demands_count_only_as_a_minority_of_untemplated_traffic():
+    # A tutoring app whose template asks to show every step; a script sending nothing but such asks.
+    assert not fires("dg-008", row(300, trace_share=0.9, reason_share=0.9, log_trace=5.0, tpl_share=0.95, nd_share=0.9))
+    assert not fires("dg-008", row(300, trace_share=1.0, reason_share=1.0, log_trace=5.0, **HARVEST))
 
 
 def test_any_block_needs_one_alternative():

@@ -31,6 +31,11 @@ def test_policy_acts_on_its_own_only_after_the_account_was_observed_long_enough(
     # Low levels are never raised, and the hold can be switched off.
     assert p.sustained(tick, first_seen, np.zeros(5, dtype=np.int8)).tolist() == [0] * 5
     assert Policy(sustain_minutes=0).sustained(tick, first_seen, lvl).tolist() == lvl.tolist()
+    # A handful of exchanges at a person's pace is not a burst: the few-events tier is not held;
+    # the same handful within a minute is a script's first calls, and is.
+    events = np.array([1, 50, 9, 10, 400])
+    assert p.sustained(tick, first_seen, lvl, events).tolist() == [3, 1, 4, 2, 4]
+    assert p.sustained(tick, first_seen, lvl, np.array([5, 5, 9, 10, 400])).tolist() == [1, 2, 4, 2, 4]
 
 
 def test_policy_judges_a_handful_of_exchanges_only_when_near_certain_and_all_extraction():

@@ -140,7 +140,7 @@ def _account_pass(ticks: pl.DataFrame, attrs: pl.DataFrame, model: AccountModel,
     # A reviewed rule is specific evidence and acts at once; the learned layer's verdict alone
     # waits until the account has been observed for the policy's sustain span.
     ruled = f_cum.any(axis=1) | (f_win.any(axis=1) & w_ok)
-    lvl = np.where(ruled, lvl, policy.sustained(snaps["tick"].to_numpy(), snaps["first_seen"].to_numpy(), lvl))
+    lvl = np.where(ruled, lvl, policy.sustained(snaps["tick"].to_numpy(), snaps["first_seen"].to_numpy(), lvl, n_arr))
     snaps = snaps.with_columns(pl.Series("own", own), pl.Series("lvl", lvl)).with_row_index("_row")
 
     own_flag = snaps.filter(pl.col("lvl") >= 2).group_by("account_id").agg(pl.col("tick").min().alias("t_own"))
