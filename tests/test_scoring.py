@@ -31,11 +31,11 @@ def test_policy_acts_on_its_own_only_after_the_account_was_observed_long_enough(
     # Low levels are never raised, and the hold can be switched off.
     assert p.sustained(tick, first_seen, np.zeros(5, dtype=np.int8)).tolist() == [0] * 5
     assert Policy(sustain_minutes=0).sustained(tick, first_seen, lvl).tolist() == lvl.tolist()
-    # A handful of exchanges at a person's pace is not a burst: the few-events tier is not held;
-    # the same handful within a minute is a script's first calls, and is.
-    events = np.array([1, 50, 9, 10, 400])
+    # Only bursts are held: exchanges at a person's pace (at most two a minute) are not; the
+    # same handful within a minute is a script's first calls, and is.
+    events = np.array([2, 50, 9, 10, 400])
     assert p.sustained(tick, first_seen, lvl, events).tolist() == [3, 1, 4, 2, 4]
-    assert p.sustained(tick, first_seen, lvl, np.array([5, 5, 9, 10, 400])).tolist() == [1, 2, 4, 2, 4]
+    assert p.sustained(tick, first_seen, lvl, np.array([5, 5, 29, 10, 400])).tolist() == [1, 2, 1, 2, 4]
 
 
 def test_policy_judges_a_handful_of_exchanges_only_when_near_certain_and_all_extraction():
@@ -53,10 +53,11 @@ def test_policy_judges_a_handful_of_exchanges_only_when_near_certain_and_all_ext
 def test_policy_from_yaml(tmp_path):
     f = tmp_path / "policy.yaml"
     f.write_text("thresholds: {challenge: 0.7}\nallow: {accounts: [acct_1], orgs: [org_9]}\nmin_events_suspend: 10\nsustain_minutes: 30\n"
-                 "few_events_min: 6\nfew_events_score: 0.99\n")
+                 "few_events_min: 6\nfew_events_score: 0.99\nburst_per_minute: 3\n")
     p = Policy.from_yaml(f)
     assert p.challenge == 0.7 and p.allow_accounts == {"acct_1"} and p.allow_orgs == {"org_9"} and p.min_events_suspend == 10
     assert p.sustain_minutes == 30 and p.few_events_min == 6 and p.few_events_score == 0.99 and p.few_events_extract == 0.8
+    assert p.burst_per_minute == 3
 
 
 def test_fit_respects_sign_constraints_and_round_trips(tmp_path):

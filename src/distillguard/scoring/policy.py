@@ -10,9 +10,9 @@ alarm. Below ``min_events_challenge`` an account is judged on its own only when 
 near-certain (``few_events_score``) and every ask of its few is extraction-shaped
 (``few_events_extract``): a campaign spread over many accounts of a handful of exchanges each
 shows nothing more per account, while an ordinary user's handful of questions rarely scores
-that high. Such a handful is not a burst, so the observation span does not hold it
-(``sustain_min_events``): a person pasting five exam items with "show every step" in ten
-minutes and leaving is exactly what a campaign's slow accounts look like. Allow-listed accounts and organisations are capped at ``monitor``: they stay visible to
+that high. The observation span holds bursts only (``burst_per_minute``): a person pasting
+a few exam items with "show every step" in ten minutes and leaving is exactly what a
+campaign's slow accounts look like, and is not a one-off run. Allow-listed accounts and organisations are capped at ``monitor``: they stay visible to
 analysts but are never enforced automatically.
 """
 
@@ -42,8 +42,7 @@ class Policy:
     few_events_score: float = 0.97
     few_events_extract: float = 0.8
     sustain_minutes: float = 15.0
-    sustain_min_events: int = 10  # the hold is for bursts; the few-events tier is not one
-    burst_per_minute: float = 2.0
+    burst_per_minute: float = 2.0  # the hold is for bursts: a person types fewer prompts a minute
     allow_accounts: set[str] = field(default_factory=set)
     allow_orgs: set[str] = field(default_factory=set)
 
@@ -61,7 +60,6 @@ class Policy:
             few_events_score=float(d.get("few_events_score", 0.97)),
             few_events_extract=float(d.get("few_events_extract", 0.8)),
             sustain_minutes=float(d.get("sustain_minutes", 15.0)),
-            sustain_min_events=int(d.get("sustain_min_events", 10)),
             burst_per_minute=float(d.get("burst_per_minute", 2.0)),
             allow_accounts=set(map(str, allow.get("accounts", []) or [])),
             allow_orgs=set(map(str, allow.get("orgs", []) or [])),
@@ -88,15 +86,13 @@ class Policy:
 
     def sustained(self, tick: np.ndarray, first_seen: np.ndarray, lvl: np.ndarray, events: np.ndarray | None = None) -> np.ndarray:
         """Hold each row's action at ``monitor`` while the account has been observed for less
-        than ``sustain_minutes`` of event time (since its first exchange in the log), when it
-        has sent ``sustain_min_events`` or more (a burst)."""
+        than ``sustain_minutes`` of event time (since its first exchange in the log), if it is
+        a burst: more than ``burst_per_minute`` exchanges a minute so far (when ``events`` is given)."""
         if self.sustain_minutes <= 0:
             return lvl
         observed = tick - first_seen
         held = (lvl >= 2) & (observed < self.sustain_minutes * 60_000)
         if events is not None:
-            # A burst: as many exchanges as the evidence gate wants, or faster than a person
-            # types (a script's first few calls are a burst as well).
-            rate = events / np.maximum(observed / 60_000, 1.0)
-            held &= (events >= self.sustain_min_events) | (rate > self.burst_per_minute)
+            # Only a burst is held: more exchanges a minute than a person sends by hand.
+            held &= events / np.maximum(observed / 60_000, 1.0) > self.burst_per_minute
         return np.where(held, np.minimum(lvl, 1), lvl).astype(lvl.dtype)
