@@ -3,7 +3,7 @@
 
 usage: python3 bench/baseline.py [--scale 1] [--hours 24]
 
-Simulates the holdout split four times (seeds 7, 23, 31, 37, never trained on) and the dev split (seed 11,
+Simulates the holdout split six times (seeds 7, 23, 31, 37, 41, 43, never trained on) and the dev split (seed 11,
 one of the three dev logs the model is trained on), scans each with the packaged rules and model,
 evaluates, and rewrites the block between the BASELINE markers of docs/benchmark.md.
 """
@@ -62,8 +62,9 @@ def table(res: dict, summ: dict, wall: float, split: str, seed: int) -> str:
 
 
 # Holdout seeds 7 and 23 were looked at while developing; 31 and 37 were first run at the end of
-# a session, as a check on traffic the detector had not been adjusted to.
-SEEDS = (("holdout", 7), ("holdout", 23), ("holdout", 31), ("holdout", 37), ("dev", 11))
+# a session, as a check on traffic the detector had not been adjusted to, and have been looked at
+# since; 41 and 43 were added as the next fresh check (first run after dg-007/dg-008 were set).
+SEEDS = (("holdout", 7), ("holdout", 23), ("holdout", 31), ("holdout", 37), ("holdout", 41), ("holdout", 43), ("dev", 11))
 
 
 def main() -> None:
