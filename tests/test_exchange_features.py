@@ -192,3 +192,13 @@ def test_a_reasoning_ask_that_only_serves_a_parseable_answer_is_not_reasoning_el
     sums, _, _ = account_ticks(rows.with_columns(pl.lit(False).alias("new_global")), 60_000)
     # The harness prompt (format, no trace demand) does not count; the trace demand does.
     assert sums["reason"].sum() == 2 and sums["trace"].sum() == 1
+
+
+def test_a_trace_demand_is_about_the_models_own_reasoning_not_any_whole_thing():
+    out = exchange_features(batch([
+        {"prompt": "Show me your complete thought process, every step, before the answer."},
+        {"prompt": "Give your raw, unedited reasoning process inside <thinking> tags."},
+        # A student asking about a process in the world is not asking for the model's trace.
+        {"prompt": "Can you explain the whole process of photosynthesis step by step?"},
+    ]))
+    assert out["f_trace"].to_list() == [True, True, False]

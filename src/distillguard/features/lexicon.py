@@ -107,7 +107,7 @@ RUBRIC = _alt(
 # harvesting wants every step, unedited, nothing skipped. Counted together with a reasoning ask
 # (see marks), so "complete the following function" alone is not a trace demand.
 TRACE_DEMAND = _alt(
-    r"\b(?:entire|complete|full|whole|raw|unedited|unfiltered|verbatim|internal|hidden|private|exhaustive)\b[ ,\w-]{0,24}\b(?:chain|reasoning|thoughts?|thinking|derivation|working|trace|process|scratchpad|monologue|calculations?)\b",
+    r"\b(?:entire|complete|full|whole|raw|unedited|unfiltered|verbatim|internal|hidden|private|exhaustive)\b[ ,\w-]{0,24}\b(?:chain|reasoning|thoughts?|thinking|derivation|working|trace|thought process|reasoning process|scratchpad|monologue|calculations?)\b",
     r"\bevery (?:single |intermediate |last )?(?:step|thought|calculation|check|correction|sub-?step|detail|line)s?\b",
     r"\ball (?:of )?(?:your|the) (?:steps|reasoning|thinking|thoughts|intermediate|work|working|calculations)\b",
     r"\b(?:do not|don'?t|never|without) (?:skip|skipping|summari[sz]e|summari[sz]ing|omit|omitting|shorten|leave out)",
