@@ -75,6 +75,10 @@ def test_trace_demands_count_only_as_a_minority_of_untemplated_traffic():
     assert not fires("dg-008", row(300, trace_share=1.0, reason_share=1.0, log_trace=5.0, **HARVEST))
 
 
+def test_long_answers_cut_at_the_token_cap_are_an_app_not_a_harvest():
+    assert not fires("dg-007", row(800, text_share=0.0, global_novelty=0.7, log_out_tok=6.2, hod_cover=1.0, trunc_share=0.99, **HARVEST))
+
+
 def test_any_block_needs_one_alternative():
     # dg-001 without output-maximising evidence or a demand for the whole trace is an
     # evaluation harness ("let's think step by step"), however new the account.
