@@ -40,10 +40,10 @@ def test_policy_acts_on_its_own_only_after_the_account_was_observed_long_enough(
 
 def test_policy_judges_a_handful_of_exchanges_only_when_near_certain_and_all_extraction():
     p = Policy()
-    lvl = p.levels(np.array([0.99, 0.99, 0.99, 0.9, 0.99, 0.99]), np.full(6, 7))
+    lvl = p.levels(np.array([0.99, 0.99, 0.99, 0.85, 0.99, 0.99]), np.full(6, 7))
     events = np.array([7, 7, 3, 7, 12, 7])
     extract = np.array([1.0, 0.5, 1.0, 1.0, 0.0, 0.9])
-    score = np.array([0.99, 0.99, 0.99, 0.9, 0.99, 0.99])
+    score = np.array([0.99, 0.99, 0.99, 0.85, 0.99, 0.99])
     # near-certain + all extraction -> challenge at most; mixed traffic, too few events or a
     # merely high score -> monitor; ten events or more -> the ordinary thresholds.
     assert p.evidence_gate(lvl, score, events, extract).tolist() == [2, 1, 1, 1, 2, 2]

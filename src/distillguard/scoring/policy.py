@@ -39,7 +39,7 @@ class Policy:
     min_events_throttle: int = 50
     min_events_suspend: int = 200
     few_events_min: int = 5
-    few_events_score: float = 0.97
+    few_events_score: float = 0.9  # between the throttle (0.8) and suspend (0.93) bars
     few_events_extract: float = 0.8
     sustain_minutes: float = 15.0
     burst_per_minute: float = 2.0  # the hold is for bursts: a person types fewer prompts a minute
@@ -57,7 +57,7 @@ class Policy:
             min_events_throttle=int(d.get("min_events_throttle", 50)),
             min_events_suspend=int(d.get("min_events_suspend", 200)),
             few_events_min=int(d.get("few_events_min", 5)),
-            few_events_score=float(d.get("few_events_score", 0.97)),
+            few_events_score=float(d.get("few_events_score", 0.9)),
             few_events_extract=float(d.get("few_events_extract", 0.8)),
             sustain_minutes=float(d.get("sustain_minutes", 15.0)),
             burst_per_minute=float(d.get("burst_per_minute", 2.0)),
