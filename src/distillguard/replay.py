@@ -138,7 +138,7 @@ def _account_pass(ticks: pl.DataFrame, attrs: pl.DataFrame, model: AccountModel,
     # it can still be flagged through its cluster.
     lvl = policy.evidence_gate(lvl, own, n_arr, snaps["x_extract_share"].to_numpy())
     # A reviewed rule is specific evidence and acts at once; the learned layer's verdict alone
-    # waits until the account has been observed for the policy's sustain span.
+    # on a burst waits until the account has been observed for the policy's sustain span.
     ruled = f_cum.any(axis=1) | (f_win.any(axis=1) & w_ok)
     lvl = np.where(ruled, lvl, policy.sustained(snaps["tick"].to_numpy(), snaps["first_seen"].to_numpy(), lvl, n_arr))
     snaps = snaps.with_columns(pl.Series("own", own), pl.Series("lvl", lvl)).with_row_index("_row")

@@ -2,17 +2,22 @@
 
 Why evidence matters as well as the score: the same 0.9 on five exchanges and on five thousand
 is not the same certainty, and a wrongly suspended customer costs more than a challenged one.
-Strong actions therefore need more events behind them, and a verdict of the learned layer
-alone (no rule fired) counts only once the account has been observed for ``sustain_minutes``
-of event time: harvesting at scale is sustained by definition, while a burst that is over in
-minutes (a one-off benchmark run, a batch job) harvests little and is the commonest false
-alarm. Below ``min_events_challenge`` an account is judged on its own only when the case is
+Strong actions therefore need more events behind them.
+
+Below ``min_events_challenge`` an account is judged on its own only when the case is
 near-certain (``few_events_score``) and every ask of its few is extraction-shaped
-(``few_events_extract``): a campaign spread over many accounts of a handful of exchanges each
-shows nothing more per account, while an ordinary user's handful of questions rarely scores
-that high. The observation span holds bursts only (``burst_per_minute``): a person pasting
-a few exam items with "show every step" in ten minutes and leaving is exactly what a
-campaign's slow accounts look like, and is not a one-off run. Allow-listed accounts and organisations are capped at ``monitor``: they stay visible to
+(``few_events_extract``), and then at most ``challenge``: a campaign spread over many accounts
+of a handful of exchanges each shows nothing more per account, while an ordinary user's
+handful of questions rarely scores that high.
+
+A verdict of the learned layer alone (no rule fired) on a *burst* (more than
+``burst_per_minute`` exchanges a minute so far) counts only once the account has been observed
+for ``sustain_minutes`` of event time: harvesting at scale is sustained, while a burst that is
+over in minutes (a one-off benchmark run, a batch job) harvests little and is the commonest
+false alarm. A person pasting a few exam items with "show every step" in ten minutes and
+leaving is not a burst, and is exactly what a thin campaign's accounts look like.
+
+Allow-listed accounts and organisations are capped at ``monitor``: they stay visible to
 analysts but are never enforced automatically.
 """
 
