@@ -37,6 +37,9 @@ class ReplayConfig:
     # association alone would punish a family member sharing a card.
     propagate_min_extract: float = 0.5
     propagate_min_own: float = 0.3
+    # ... measured over at least this many of its own exchanges: a share of one or two is noise
+    # (a bystander's first question on a shared VPN exit may well be a maths problem).
+    propagate_min_events: int = 3
     # A member whose prompts the log does not carry (digest only) cannot show extraction-shaped
     # text; for it, machine-like traffic of its own stands in: mostly single-turn requests at a
     # volume no person types. A bystander on a shared card or NAT rarely has both.
@@ -358,7 +361,9 @@ def _cluster_epoch(E: int, labels: np.ndarray, linked: np.ndarray, accounts: lis
     j = now.join(csum.select("label", "c_score", "c_lvl", "c_reasons"), on="label")
     textless = ((pl.col("text") < cfg.propagate_textless_max_text * pl.col("n")) & (pl.col("n") >= cfg.propagate_textless_min_events)
                 & (pl.col("single") >= cfg.propagate_textless_min_single * pl.col("n")))
-    own_evidence = (pl.col("x_extract_share") >= cfg.propagate_min_extract) | (pl.col("own") >= cfg.propagate_min_own) | textless
+    shown = ((pl.col("x_extract_share") >= cfg.propagate_min_extract) | (pl.col("own") >= cfg.propagate_min_own)) & (
+        pl.col("n") >= cfg.propagate_min_events)
+    own_evidence = shown | textless
     # (Whatever the member's own score: a member scoring higher than its cluster may still be
     # below the evidence an account needs to be judged alone, e.g. a handful of exchanges.)
     j = j.filter((pl.col("c_lvl") >= 2) & own_evidence)
