@@ -262,8 +262,9 @@ def test_a_light_member_of_a_convicted_cluster_inherits_even_when_its_own_score_
     """Five accounts on one card send the same output-maximising wrapper over distinct items.
     The light one (five exchanges) scores as high as its cluster but has too few exchanges to be
     judged alone; it must inherit the cluster's verdict rather than be skipped because its own
-    score is not below the cluster's. A sixth account on the card asked two maths questions: a
-    share of two exchanges shows nothing about it, so it does not inherit."""
+    score is not below the cluster's. Two more accounts on the card do not inherit: one asked two
+    questions step by step (a share of two exchanges shows nothing), one sends word problems
+    without any extraction ask (homework, not a harvest wrapper)."""
     t0 = _ms("2026-11-02T00:00:00Z")
     rows, k = [], 0
     for a, count in (("acct_c1", 70), ("acct_c2", 70), ("acct_c3", 70), ("acct_c4", 70), ("acct_light", 5)):
@@ -284,13 +285,20 @@ def test_a_light_member_of_a_convicted_cluster_inherits_even_when_its_own_score_
         rows.append({"request_id": f"bystander-{i}", "ts": datetime.fromtimestamp(ts / 1000, timezone.utc).isoformat().replace("+00:00", "Z"),
                      "account_id": "acct_bystander", "payment_fingerprint": "pf_shared_card", "model": "frontier-large",
                      "prompt": f"Solve step by step: what is {17 + i} * 23?", "status": 200, "output_tokens": 200})
+    for i in range(8):
+        ts = t0 + 3 * 3_600_000 + i * 600_000
+        rows.append({"request_id": f"student-{i}", "ts": datetime.fromtimestamp(ts / 1000, timezone.utc).isoformat().replace("+00:00", "Z"),
+                     "account_id": "acct_student", "payment_fingerprint": "pf_shared_card", "model": "frontier-large",
+                     "prompt": f"Question: A farmer has {17 + i} cows and buys {23 + i} more. How many cows does he have?\n"
+                               f"A) {38 + i} B) {40 + 2 * i} C) {50 + i} D) {60 + i}", "status": 200, "output_tokens": 150})
     rows.sort(key=lambda r: r["ts"])
     log = tmp_path / "events.jsonl"
     log.write_bytes(b"\n".join(orjson.dumps(r) for r in rows) + b"\n")
     scan([str(log)], tmp_path / "scan", show_progress=False)
     acc = _accounts(tmp_path / "scan")
     assert all(acc[a]["flagged"] == "true" for a in ("acct_c1", "acct_c2", "acct_c3", "acct_c4")), acc
-    assert acc["acct_bystander"]["cluster_id"] == acc["acct_c1"]["cluster_id"] and acc["acct_bystander"]["flagged"] == "false"
+    for a in ("acct_bystander", "acct_student"):
+        assert acc[a]["cluster_id"] == acc["acct_c1"]["cluster_id"] and acc[a]["flagged"] == "false", acc[a]
     light = acc["acct_light"]
     assert light["cluster_id"] == acc["acct_c1"]["cluster_id"] != ""
     assert light["flagged"] == "true" and "cluster:" in light["reasons"], light

@@ -33,12 +33,12 @@ class ReplayConfig:
     cluster_every_ms: int = 900_000
     min_window_events: int = 20
     # A linked account inherits its cluster's verdict only with some evidence of its own (mostly
-    # extraction-shaped traffic, or a model score well above an ordinary user's): guilt by
-    # association alone would punish a family member sharing a card.
+    # extraction asks: reasoning, output-maximising or grading requests, not exam-shaped content
+    # alone; or a model score well above an ordinary user's): guilt by association alone would
+    # punish a family member sharing a card, or a student on the same VPN exit.
     propagate_min_extract: float = 0.5
     propagate_min_own: float = 0.3
-    # ... measured over at least this many of its own exchanges: a share of one or two is noise
-    # (a bystander's first question on a shared VPN exit may well be a maths problem).
+    # ... measured over at least this many of its own exchanges: a share of one or two is noise.
     propagate_min_events: int = 3
     # A member whose prompts the log does not carry (digest only) cannot show extraction-shaped
     # text; for it, machine-like traffic of its own stands in: mostly single-turn requests at a
@@ -361,7 +361,10 @@ def _cluster_epoch(E: int, labels: np.ndarray, linked: np.ndarray, accounts: lis
     j = now.join(csum.select("label", "c_score", "c_lvl", "c_reasons"), on="label")
     textless = ((pl.col("text") < cfg.propagate_textless_max_text * pl.col("n")) & (pl.col("n") >= cfg.propagate_textless_min_events)
                 & (pl.col("single") >= cfg.propagate_textless_min_single * pl.col("n")))
-    shown = ((pl.col("x_extract_share") >= cfg.propagate_min_extract) | (pl.col("own") >= cfg.propagate_min_own)) & (
+    # Extraction *asks* (reasoning, output-maximising, grading), not exam-shaped content alone:
+    # a student's homework questions on a shared network are not a harvest wrapper.
+    asks = pl.max_horizontal("reason", "maxout", "rubric") / pl.col("text").clip(lower_bound=1.0)
+    shown = ((asks >= cfg.propagate_min_extract) | (pl.col("own") >= cfg.propagate_min_own)) & (
         pl.col("n") >= cfg.propagate_min_events)
     own_evidence = shown | textless
     # (Whatever the member's own score: a member scoring higher than its cluster may still be
