@@ -44,6 +44,8 @@ CASES = {
                row(400, text_share=0.0, global_novelty=0.95, log_out_tok=6.8, hod_cover=0.08, **HARVEST)),  # one-off eval run, text not logged
     "dg-008": (row(300, trace_share=0.04, reason_share=0.08, log_trace=2.5, novelty=0.6, single_share=0.95),  # reseller carrying a harvester
                row(300, trace_share=0.007, reason_share=0.03, log_trace=1.1, novelty=0.6, single_share=0.95)),  # router: an end user now and then
+    "dg-009": (row(15, text_share=0.0, global_novelty=1.0, log_out_tok=6.9, log_gap=6.5, **HARVEST),  # a thin campaign's member
+               row(40, text_share=0.0, global_novelty=1.0, log_out_tok=7.5, log_gap=1.2, **HARVEST)),  # eval harness, text not logged
     "dg-101": (row(5000, members=40, extract_share=0.8, global_novelty=0.9, **HARVEST),
                row(5000, members=40, extract_share=0.1, novelty=0.95, single_share=0.5)),  # company sharing a card
 }
@@ -77,6 +79,13 @@ def test_trace_demands_count_only_as_a_minority_of_untemplated_traffic():
 
 def test_long_answers_cut_at_the_token_cap_are_an_app_not_a_harvest():
     assert not fires("dg-007", row(800, text_share=0.0, global_novelty=0.7, log_out_tok=6.2, hod_cover=1.0, trunc_share=0.99, **HARVEST))
+
+
+def test_a_person_chatting_without_logged_text_is_not_a_thin_campaign():
+    # Follow-up questions, or answers of ordinary length, at a person's pace.
+    assert not fires("dg-009", row(15, text_share=0.0, global_novelty=1.0, log_out_tok=6.9, log_gap=6.5, novelty=0.9, single_share=0.5))
+    assert not fires("dg-009", row(15, text_share=0.0, global_novelty=1.0, log_out_tok=5.4, log_gap=6.5, **HARVEST))
+    assert not fires("dg-009", row(9, text_share=0.0, global_novelty=1.0, log_out_tok=6.9, log_gap=6.5, **HARVEST))
 
 
 def test_any_block_needs_one_alternative():

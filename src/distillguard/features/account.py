@@ -56,7 +56,7 @@ FEATURES = [
     "log_n", "novelty", "nd_share", "tpl_share", "single_share", "reason_share", "maxout_share",
     "rubric_share", "exam_share", "code_share", "shape_share", "trunc_share", "log_out_tok",
     "hod_cover", "duty", "iat_cv", "log_rate", "young", "lang_spread", "tools_share", "extract_share", "log_extract",
-    "global_novelty", "text_share", "fmt_share", "trace_share", "log_trace",
+    "global_novelty", "text_share", "fmt_share", "trace_share", "log_trace", "log_gap",
 ]
 
 
@@ -112,6 +112,9 @@ def derive(df: pl.DataFrame, prefix: str = "", now_col: str = "tick") -> pl.Data
         # count, not a share: a harvester hidden in a reseller's traffic is a small share of
         # a large stream, but no ordinary stream of users asks for raw traces several times an hour.
         "log_trace": c("trace").log1p(),
+        # Mean seconds between an account's exchanges (sessions' pauses included): a person reads
+        # a long answer before sending the next; an evaluation harness sends it at once.
+        "log_gap": mean_dt.log1p(),
     }
     return df.with_columns([e.cast(pl.Float64).fill_nan(0.0).fill_null(0.0).alias(prefix + "x_" + k) for k, e in feats.items()])
 

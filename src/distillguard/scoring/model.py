@@ -34,7 +34,7 @@ SIGNS = {
     "trunc_share": None, "log_out_tok": None, "hod_cover": None, "duty": None, "iat_cv": None, "log_rate": None,
     "young": 1, "lang_spread": 1, "tools_share": -1, "extract_share": 1,
     "log_extract": 1, "global_novelty": None, "text_share": None, "fmt_share": -1, "trace_share": 1,
-    "log_trace": None,
+    "log_trace": None, "log_gap": None,
 }
 
 
