@@ -209,6 +209,9 @@ def test_a_textless_member_of_a_convicted_cluster_inherits_only_with_machine_lik
             r["prompt_sha256"] = hashlib.sha256(r.pop("prompt").encode()).hexdigest()
             for k in ("system_prompt", "max_tokens", "n", "logprobs", "top_logprobs", "reasoning_effort"):
                 r.pop(k, None)  # nothing of its own left to convict it but its traffic pattern
+            if isinstance(r.get("output_tokens"), int):
+                # Answers of ordinary length: long ones to new questions are evidence of its own (dg-009).
+                r["output_tokens"] = min(r["output_tokens"], 200)
         out_lines.append(orjson.dumps(r))
     (tmp_path / "log").mkdir()
     (tmp_path / "log" / "events.jsonl").write_bytes(b"\n".join(out_lines) + b"\n")
