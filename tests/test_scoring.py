@@ -42,12 +42,12 @@ def test_policy_judges_a_handful_of_exchanges_only_when_near_certain_and_all_ext
     p = Policy()
     lvl = p.levels(np.array([0.99, 0.99, 0.99, 0.85, 0.99, 0.99]), np.full(6, 7))
     events = np.array([7, 7, 3, 7, 12, 7])
-    extract = np.array([1.0, 0.5, 1.0, 1.0, 0.0, 0.9])
+    asks = np.array([1.0, 0.5, 1.0, 1.0, 0.0, 0.9])  # share of prompts asking for reasoning / maximal output / grading
     score = np.array([0.99, 0.99, 0.99, 0.85, 0.99, 0.99])
     # near-certain + all extraction -> challenge at most; mixed traffic, too few events or a
     # merely high score -> monitor; ten events or more -> the ordinary thresholds.
-    assert p.evidence_gate(lvl, score, events, extract).tolist() == [2, 1, 1, 1, 2, 2]
-    assert Policy(few_events_min=10).evidence_gate(lvl, score, events, extract).tolist() == [1, 1, 1, 1, 2, 1]
+    assert p.evidence_gate(lvl, score, events, asks).tolist() == [2, 1, 1, 1, 2, 2]
+    assert Policy(few_events_min=10).evidence_gate(lvl, score, events, asks).tolist() == [1, 1, 1, 1, 2, 1]
 
 
 def test_policy_from_yaml(tmp_path):

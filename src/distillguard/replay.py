@@ -139,7 +139,10 @@ def _account_pass(ticks: pl.DataFrame, attrs: pl.DataFrame, model: AccountModel,
     lvl = policy.levels(own, n_arr, allowed)
     # Too few exchanges to judge an account on its own (unless near-certain, see the policy):
     # it can still be flagged through its cluster.
-    lvl = policy.evidence_gate(lvl, own, n_arr, snaps["x_extract_share"].to_numpy())
+    # The few-events tier reads extraction *asks* (reasoning, output-maximising, grading), as
+    # propagation does: five homework word problems are exam-shaped content, not a harvest ask.
+    asks = snaps.select(pl.max_horizontal("x_reason_share", "x_maxout_share", "x_rubric_share")).to_series().to_numpy()
+    lvl = policy.evidence_gate(lvl, own, n_arr, asks)
     # A reviewed rule is specific evidence and acts at once; the learned layer's verdict alone
     # on a burst waits until the account has been observed for the policy's sustain span.
     ruled = f_cum.any(axis=1) | (f_win.any(axis=1) & w_ok)

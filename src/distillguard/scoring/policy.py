@@ -81,11 +81,14 @@ class Policy:
             lvl[allowed & (lvl > 1)] = 1
         return lvl
 
-    def evidence_gate(self, lvl: np.ndarray, score: np.ndarray, events: np.ndarray, extract_share: np.ndarray) -> np.ndarray:
+    def evidence_gate(self, lvl: np.ndarray, score: np.ndarray, events: np.ndarray, asks_share: np.ndarray) -> np.ndarray:
         """Cap at ``monitor`` the rows with too few events to act on, except near-certain cases
-        of few events that are all extraction asks (those may reach ``challenge``)."""
+        of few events that are all extraction asks (those may reach ``challenge``).
+
+        ``asks_share``: share of the account's readable prompts that ask for reasoning, maximal
+        output or grading (exam-shaped content alone is not an ask)."""
         few = ((events >= self.few_events_min) & (score >= self.few_events_score)
-               & (extract_share >= self.few_events_extract))
+               & (asks_share >= self.few_events_extract))
         capped = np.where(few, np.minimum(lvl, 2), np.minimum(lvl, 1))
         return np.where(events >= self.min_events_challenge, lvl, capped).astype(np.int8)
 
