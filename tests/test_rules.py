@@ -46,6 +46,8 @@ CASES = {
                row(300, trace_share=0.007, reason_share=0.03, log_trace=1.1, novelty=0.6, single_share=0.95)),  # router: an end user now and then
     "dg-009": (row(15, text_share=0.0, global_novelty=1.0, log_out_tok=6.9, log_gap=6.5, **HARVEST),  # a thin campaign's member
                row(40, text_share=0.0, global_novelty=1.0, log_out_tok=7.5, log_gap=1.2, **HARVEST)),  # eval harness, text not logged
+    "dg-010": (row(1200, exam_share=1.0, novelty=0.08, nd_share=0.95, single_share=1.0, log_out_tok=6.9, hod_cover=0.9),  # cycling a code benchmark
+               row(1200, exam_share=1.0, novelty=0.08, nd_share=0.95, single_share=1.0, log_out_tok=6.9, hod_cover=0.12)),  # pass@k run with CoT
     "dg-101": (row(5000, members=40, extract_share=0.8, global_novelty=0.9, **HARVEST),
                row(5000, members=40, extract_share=0.1, novelty=0.95, single_share=0.5)),  # company sharing a card
 }
@@ -86,6 +88,13 @@ def test_a_person_chatting_without_logged_text_is_not_a_thin_campaign():
     assert not fires("dg-009", row(15, text_share=0.0, global_novelty=1.0, log_out_tok=6.9, log_gap=6.5, novelty=0.9, single_share=0.5))
     assert not fires("dg-009", row(15, text_share=0.0, global_novelty=1.0, log_out_tok=5.4, log_gap=6.5, **HARVEST))
     assert not fires("dg-009", row(9, text_share=0.0, global_novelty=1.0, log_out_tok=6.9, log_gap=6.5, **HARVEST))
+
+
+def test_repeated_sampling_for_parseable_or_short_answers_is_an_evaluation():
+    sweep = dict(exam_share=1.0, novelty=0.08, nd_share=0.95, single_share=1.0, hod_cover=0.9)
+    assert not fires("dg-010", row(1200, log_out_tok=6.9, fmt_share=0.9, **sweep))  # "Answer: $X"
+    assert not fires("dg-010", row(1200, log_out_tok=5.2, **sweep))  # completions, not explanations
+    assert not fires("dg-010", row(1200, log_out_tok=6.9, **(sweep | {"novelty": 0.95})))  # new items: the sweep rules' case
 
 
 def test_any_block_needs_one_alternative():
