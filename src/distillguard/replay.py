@@ -17,7 +17,7 @@ import numpy as np
 import polars as pl
 import xxhash
 
-from .features.account import SUM_COLUMNS, derive, snapshots, tick_aggregates
+from .features.account import SUM_COLUMNS, asks_share, derive, snapshots, tick_aggregates
 from .features.linking import LinkGraph, link_pairs
 from .scoring.model import AccountModel
 from .scoring.policy import Policy
@@ -139,10 +139,8 @@ def _account_pass(ticks: pl.DataFrame, attrs: pl.DataFrame, model: AccountModel,
     lvl = policy.levels(own, n_arr, allowed)
     # Too few exchanges to judge an account on its own (unless near-certain, see the policy):
     # it can still be flagged through its cluster.
-    # The few-events tier reads extraction *asks* (reasoning, output-maximising, grading), as
-    # propagation does: five homework word problems are exam-shaped content, not a harvest ask.
-    asks = snaps.select(pl.max_horizontal("x_reason_share", "x_maxout_share", "x_rubric_share")).to_series().to_numpy()
-    lvl = policy.evidence_gate(lvl, own, n_arr, asks)
+    # The few-events tier reads extraction asks, as propagation does.
+    lvl = policy.evidence_gate(lvl, own, n_arr, snaps.select(asks_share()).to_series().to_numpy())
     # A reviewed rule is specific evidence and acts at once; the learned layer's verdict alone
     # on a burst waits until the account has been observed for the policy's sustain span.
     ruled = f_cum.any(axis=1) | (f_win.any(axis=1) & w_ok)
@@ -364,10 +362,7 @@ def _cluster_epoch(E: int, labels: np.ndarray, linked: np.ndarray, accounts: lis
     j = now.join(csum.select("label", "c_score", "c_lvl", "c_reasons"), on="label")
     textless = ((pl.col("text") < cfg.propagate_textless_max_text * pl.col("n")) & (pl.col("n") >= cfg.propagate_textless_min_events)
                 & (pl.col("single") >= cfg.propagate_textless_min_single * pl.col("n")))
-    # Extraction *asks* (reasoning, output-maximising, grading), not exam-shaped content alone:
-    # a student's homework questions on a shared network are not a harvest wrapper.
-    asks = pl.max_horizontal("reason", "maxout", "rubric") / pl.col("text").clip(lower_bound=1.0)
-    shown = ((asks >= cfg.propagate_min_extract) | (pl.col("own") >= cfg.propagate_min_own)) & (
+    shown = ((asks_share() >= cfg.propagate_min_extract) | (pl.col("own") >= cfg.propagate_min_own)) & (
         pl.col("n") >= cfg.propagate_min_events)
     own_evidence = shown | textless
     # (Whatever the member's own score: a member scoring higher than its cluster may still be

@@ -60,6 +60,13 @@ FEATURES = [
 ]
 
 
+def asks_share() -> pl.Expr:
+    """Share of an account's readable prompts that *ask* for extraction (reasoning, maximal
+    output or grading), from its running sums: exam-shaped content alone is not an ask (a
+    student's homework questions are not a harvest wrapper)."""
+    return pl.max_horizontal("reason", "maxout", "rubric") / pl.col("text").clip(lower_bound=1.0)
+
+
 def derive(df: pl.DataFrame, prefix: str = "", now_col: str = "tick") -> pl.DataFrame:
     """Scale-free behavioural features from the running sums (prefix ``w_`` for the window).
 
