@@ -230,6 +230,7 @@ def replay(ticks: TickInput, links: pl.DataFrame, attrs: pl.DataFrame, model: Ac
         newly_linked = linked.filter(~linked.is_in(cache.state["account_id"].unique().implode()))
         redo = pl.concat([cache.dirty.cast(pl.String).rename("account_id"), newly_linked]).unique()
     summaries, states, counts = [], [], []
+    say("accounts scored", 0.0)
     for chunk in _chunks(ticks):
         if redo is not None:
             chunk = chunk.filter(pl.col("account_id").is_in(redo.implode()))
@@ -272,19 +273,26 @@ def replay(ticks: TickInput, links: pl.DataFrame, attrs: pl.DataFrame, model: Ac
             t0 = max(t0, int(cfg.cluster_since_ms) - cfg.cluster_every_ms)
         step = cfg.cluster_every_ms
         epochs = list(range((t0 // step + 1) * step, t_end + step, step))
+        todo: list[tuple[int, np.ndarray, np.ndarray]] = []  # epochs to compute, scored in groups
+
+        def run_todo() -> None:
+            new_prop.update(_cluster_epochs(todo, accounts, state, model, rules, policy, cfg))
+            todo.clear()
+
         for k, E in enumerate(epochs):
             say("clusters", 0.4 + 0.5 * k / max(1, len(epochs)))
             if E < since and E < t_end and E in reuse:
                 # Nothing at or before E changed: the epoch's propagations are what they were.
-                got = reuse[E]
-            else:
-                labels, linked_now = graph.components_at(E)
-                if E >= t_end:
-                    final_labels, final_linked = labels, linked_now
-                got = _cluster_epoch(E, labels, linked_now, accounts, state, model, rules, policy, cfg)
-            new_prop[E] = got
-            if got is not None:
-                prop_rows.append(got)
+                new_prop[E] = reuse[E]
+                continue
+            labels, linked_now = graph.components_at(E)
+            if E >= t_end:
+                final_labels, final_linked = labels, linked_now
+            todo.append((E, labels, linked_now))
+            if sum(int(lk.sum()) for _, _, lk in todo) >= EPOCH_GROUP_ROWS:
+                run_todo()
+        run_todo()
+        prop_rows = [new_prop[E] for E in epochs if new_prop.get(E) is not None]
         if not epochs or epochs[-1] < t_end:
             final_labels, final_linked = graph.components_at(t_end)
     say("decisions", 0.9)
@@ -329,20 +337,33 @@ def replay(ticks: TickInput, links: pl.DataFrame, attrs: pl.DataFrame, model: Ac
     return acc, _clusters(acc)
 
 
-def _cluster_epoch(E: int, labels: np.ndarray, linked: np.ndarray, accounts: list[str], state: pl.DataFrame,
-                   model: AccountModel, rules: list[Rule], policy: Policy, cfg: ReplayConfig) -> pl.DataFrame | None:
-    """Propagation rows of one cluster epoch (accounts that inherit a flagged cluster's verdict), or None."""
-    if not linked.any():
-        return None
-    members = pl.DataFrame({"account_id": [accounts[i] for i in np.flatnonzero(linked)],
-                            "label": labels[linked]}).with_columns(pl.lit(E, dtype=pl.Int64).alias("tick"))
+# Linked-member rows scored together across cluster epochs: one vectorised pass per group of
+# epochs instead of a fixed ~40 ms per epoch, with memory bounded by this many member rows.
+EPOCH_GROUP_ROWS = 200_000
+
+
+def _cluster_epochs(items: list[tuple[int, np.ndarray, np.ndarray]], accounts: list[str], state: pl.DataFrame,
+                    model: AccountModel, rules: list[Rule], policy: Policy, cfg: ReplayConfig) -> dict[int, pl.DataFrame | None]:
+    """Propagation rows of cluster epochs (accounts that inherit a flagged cluster's verdict).
+
+    ``items`` holds (epoch E, component label per account, linked mask) per epoch. Each epoch is
+    judged on its own (a cluster is the accounts sharing a label at E, with their state as of
+    E); epochs are only computed together. Returns E -> rows, or None where nothing propagates.
+    """
+    out: dict[int, pl.DataFrame | None] = {E: None for E, _, _ in items}
+    parts = [pl.DataFrame({"account_id": [accounts[i] for i in np.flatnonzero(linked)], "label": labels[linked]},
+                          schema={"account_id": pl.String, "label": pl.Int64}).with_columns(pl.lit(E, dtype=pl.Int64).alias("tick"))
+             for E, labels, linked in items if linked.any()]
+    if not parts:
+        return out
+    members = pl.concat(parts)
     now = members.sort("tick").join_asof(state, on="tick", by="account_id", strategy="backward", check_sortedness=False).drop_nulls("n")
-    now = now.filter(pl.len().over("label") >= 2)
+    now = now.filter(pl.len().over("tick", "label") >= 2)
     if now.height == 0:
-        return None
-    csum = now.group_by("label").agg(
+        return out
+    csum = now.group_by("tick", "label").agg(
         [pl.col(c).sum() for c in SUM_COLUMNS] + [pl.col("first_seen").min(), pl.col("created").min(), pl.len().alias("members")]
-    ).with_columns(pl.lit(E, dtype=pl.Int64).alias("tick"))
+    )
     csum = derive(csum)
     c_score, c_fired, c_active = _score_block(csum, model, rules, "cluster", "x_", "n")
     c_lvl = policy.levels(c_score, csum["n"].to_numpy())
@@ -353,13 +374,13 @@ def _cluster_epoch(E: int, labels: np.ndarray, linked: np.ndarray, accounts: lis
     c_lvl = np.where(echo, np.minimum(c_lvl, 1), c_lvl).astype(np.int8)
     flagged_c = np.flatnonzero(c_lvl >= 2)
     if flagged_c.size == 0:
-        return None
+        return out
     contrib = model.contributions(csum[flagged_c.tolist()])
     c_reasons = [";".join("cluster:" + r for r in _reasons(c_fired[i], c_active, contrib[k], model.features))
                  for k, i in enumerate(flagged_c)]
     csum = csum.with_columns(pl.Series("c_score", c_score), pl.Series("c_lvl", c_lvl))[flagged_c.tolist()]
     csum = csum.with_columns(pl.Series("c_reasons", c_reasons, dtype=pl.String))
-    j = now.join(csum.select("label", "c_score", "c_lvl", "c_reasons"), on="label")
+    j = now.join(csum.select("tick", "label", "c_score", "c_lvl", "c_reasons"), on=["tick", "label"])
     textless = ((pl.col("text") < cfg.propagate_textless_max_text * pl.col("n")) & (pl.col("n") >= cfg.propagate_textless_min_events)
                 & (pl.col("single") >= cfg.propagate_textless_min_single * pl.col("n")))
     shown = ((asks_share() >= cfg.propagate_min_extract) | (pl.col("own") >= cfg.propagate_min_own)) & (
@@ -369,8 +390,10 @@ def _cluster_epoch(E: int, labels: np.ndarray, linked: np.ndarray, accounts: lis
     # below the evidence an account needs to be judged alone, e.g. a handful of exchanges.)
     j = j.filter((pl.col("c_lvl") >= 2) & own_evidence)
     if j.height:
-        return j.select("account_id", "tick", "c_score", pl.col("c_lvl").cast(pl.Int8), "n", "label", "c_reasons")
-    return None
+        j = j.select("account_id", "tick", "c_score", pl.col("c_lvl").cast(pl.Int8), "n", "label", "c_reasons")
+        for (E,), rows in j.partition_by("tick", as_dict=True, maintain_order=True).items():
+            out[int(E)] = rows
+    return out
 
 
 def _clusters(acc: pl.DataFrame) -> pl.DataFrame:

@@ -8,8 +8,10 @@ by batch and never held for the whole log.
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from . import text
 
@@ -33,6 +35,14 @@ def _ip_prefix(ip: pl.Expr) -> pl.Expr:
     return pl.coalesce(v4 + pl.lit(".0/24"), v6 + pl.lit("::/48"))
 
 
+TEXT_COLUMNS = [
+    "f_reason", "f_maxout", "f_rubric", "f_exam", "f_code", "f_fmt", "f_trace", "script",
+    "h_pre", "h_suf", "b0", "b1", "b2",
+]
+# Below this share of distinct texts per batch, text signals are computed once per distinct text.
+DEDUP_BELOW = 0.8
+
+
 def exchange_features(batch: pa.RecordBatch | pa.Table) -> pl.DataFrame:
     """Compact per-exchange features for a batch of ``schema.EVENT_SCHEMA`` records.
 
@@ -53,8 +63,7 @@ def exchange_features(batch: pa.RecordBatch | pa.Table) -> pl.DataFrame:
     digest = pl.col("prompt_sha256").str.to_lowercase()
     exact = pl.coalesce(pl.when(prompt.is_not_null()).then(prompt.hash(seed=3)),
                         pl.when(digest.is_not_null()).then(digest.hash(seed=4)))
-    out = df.lazy().with_columns(text.tokens(prompt).alias("_toks"), *text.lowered(prompt, pl.col("system_prompt"))).with_columns(
-        *text.phrase_hits(pl.col("_low"), pl.col("_sys"))).select(
+    meta = df.lazy().select(
         "request_id", "account_id", "ts", "_source", "_line",
         pl.col("account_created_at").alias("created"),
         pl.col("payment_fingerprint").alias("pf"),
@@ -67,11 +76,6 @@ def exchange_features(batch: pa.RecordBatch | pa.Table) -> pl.DataFrame:
         pl.col("conversation_id").hash(seed=9).alias("conv"),
         "turn",
         prompt.is_not_null().alias("has_text"),
-        *text.intent_flags(pl.col("_low"), pl.col("_both"), pl.col("_hp"), pl.col("_hs")),
-        # Only prompts with non-ASCII text can have a non-Latin script (no regex needed to know).
-        text.not_ascii(prompt).alias("_nonascii"),
-        text.not_ascii(pl.col("_low"), pl.col("_sys")).alias("_na_low"),
-        "_low", "_sys",
         "max_tokens", "n",
         # The token distribution, not a confidence score: a classifier reads its label's
         # probability from the top 1-3 alternatives; logit distillation asks for as many as the
@@ -84,10 +88,54 @@ def exchange_features(batch: pa.RecordBatch | pa.Table) -> pl.DataFrame:
         pl.col("reasoning_tokens").alias("reason_tok"),
         (pl.col("finish_reason").str.to_lowercase() == "length").fill_null(False).alias("f_trunc"),
         exact.alias("h_exact"),
+    ).collect()
+    texts = df.select("prompt", "system_prompt")
+    first, inverse = _distinct_texts(batch if not isinstance(batch, pl.DataFrame) else texts.to_arrow(), df.height)
+    if first is None:
+        signals = text_signals(texts)
+    else:
+        signals = text_signals(texts[first]).select(pl.all().gather(inverse))
+    return pl.concat([meta, signals], how="horizontal").select(COMPACT_COLUMNS)
+
+
+def _distinct_texts(batch, n: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(first row of each distinct (prompt, system prompt) pair, each row's pair), or
+    (None, None) when most pairs are distinct and deduplicating would not pay.
+
+    Retries, pass@k sampling, benchmark items and app back-ends with a fixed task repeat the
+    same text many times in a batch; the text signals are a pure function of the two texts.
+    """
+    if n < 2:
+        return None, None
+    codes = []
+    for name in ("prompt", "system_prompt"):
+        col = batch.column(name)
+        if isinstance(col, pa.ChunkedArray):  # one dictionary for the whole column
+            col = col.combine_chunks()
+        enc = pc.dictionary_encode(col)
+        idx = enc.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+        codes.append((idx + 1, len(enc.dictionary) + 1))
+    (p, _), (s, ns) = codes
+    key = p * ns + s
+    uniq, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    if uniq.size >= DEDUP_BELOW * n:
+        return None, None
+    return first, inverse
+
+
+def text_signals(texts: pl.DataFrame) -> pl.DataFrame:
+    """``TEXT_COLUMNS`` of each row of a (``prompt``, ``system_prompt``) frame."""
+    prompt = pl.col("prompt")
+    res = texts.lazy().with_columns(text.tokens(prompt).alias("_toks"), *text.lowered(prompt, pl.col("system_prompt"))).with_columns(
+        *text.phrase_hits(pl.col("_low"), pl.col("_sys"))).select(
+        *text.intent_flags(pl.col("_low"), pl.col("_both"), pl.col("_hp"), pl.col("_hs")),
+        # Only prompts with non-ASCII text can have a non-Latin script (no regex needed to know).
+        text.not_ascii(prompt).alias("_nonascii"),
+        text.not_ascii(pl.col("_low"), pl.col("_sys")).alias("_na_low"),
+        "_low", "_sys",
         *text.frames(prompt),
         *text.band_hashes(pl.col("_toks")),
-    )
-    res = out.collect()
+    ).collect()
     # Non-ASCII phrases can only occur in texts that are not pure ASCII: match them there only.
     na = res["_na_low"]
     if na.any():
@@ -100,6 +148,6 @@ def exchange_features(batch: pa.RecordBatch | pa.Table) -> pl.DataFrame:
     script = pl.Series("script", [0] * res.height, dtype=pl.UInt8)
     if mask.any():
         idx = mask.arg_true()
-        sub = df.select(pl.col("prompt").gather(idx))
+        sub = texts.select(pl.col("prompt").gather(idx))
         script = script.scatter(idx, sub.select(text.script_code(pl.col("prompt")))["script"])
-    return res.with_columns(script).select(COMPACT_COLUMNS)
+    return res.with_columns(script).select(TEXT_COLUMNS)

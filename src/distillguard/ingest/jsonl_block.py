@@ -226,14 +226,27 @@ def _screen(block: bytes, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndar
     first_b = a[np.where(has, starts, 0)]
     last_b = a[np.where(has, content_end - 1, 0)]
     eligible = has & (first_b == 0x7B) & (last_b == 0x7D) & (lengths <= MAX_LINE_BYTES)
-    # Nesting can only exceed MAX_DEPTH in a line longer than MAX_DEPTH bytes.
-    for i in np.flatnonzero(eligible & (lengths > MAX_DEPTH)):
-        s, e = int(starts[i]), int(ends[i])
-        if block.count(b"[", s, e) + block.count(b"{", s, e) > MAX_DEPTH:
-            eligible[i] = False
+    # Nesting can only exceed MAX_DEPTH in a line longer than MAX_DEPTH bytes, with more than
+    # MAX_DEPTH opening brackets. Runs of lines are counted at once: a run with no more
+    # brackets than that clears all its lines (one count per run, not per line).
+    long = np.flatnonzero(eligible & (lengths > MAX_DEPTH))
+    for k in range(0, long.size, _DEPTH_RUN):
+        run = long[k : k + _DEPTH_RUN]
+        if _brackets(block, int(starts[run[0]]), int(ends[run[-1]])) <= MAX_DEPTH:
+            continue
+        for i in run:
+            if _brackets(block, int(starts[i]), int(ends[i])) > MAX_DEPTH:
+                eligible[i] = False
     if not _is_utf8(block):
         eligible &= ~_bad_utf8_lines(block, starts)
     return eligible, blank
+
+
+_DEPTH_RUN = 64  # long lines whose brackets are counted together
+
+
+def _brackets(block: bytes, s: int, e: int) -> int:
+    return block.count(b"[", s, e) + block.count(b"{", s, e)
 
 
 def _slow(block, starts, ends, idx, first_line, source_index) -> BlockResult:
