@@ -10,6 +10,7 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.csv as pcsv
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 
 import distillguard.ingest.jsonl_block as jb
 import distillguard.ingest.reader as reader
+import distillguard.ingest.timestamps as timestamps
 from distillguard.ingest import (
     MAX_DEPTH,
     IngestStats,
@@ -375,3 +377,32 @@ def test_parquet_any_column_types_never_crash(n, names, data):
     assert stats.read == stats.valid + stats.quarantined == n
     assert "internal_error" not in q.reasons
     assert all(b.schema.equals(EVENT_SCHEMA) for b in batches)
+
+
+@st.composite
+def near_common_ts(draw):
+    """A timestamp in one of the layouts the numpy fast path reads, with a few characters changed."""
+    text = list(draw(st.sampled_from(["2026-11-01T09:30:00.123Z", "2024-02-29t23:59:59Z", "0001-01-01 00:00:00.000z",
+                                      "9999-12-31T23:59:59.999Z", "2026-02-29T12:00:00Z"])))
+    for _ in range(draw(st.integers(0, 3))):
+        i = draw(st.integers(0, len(text) - 1))
+        text[i] = draw(st.sampled_from(list("0123456789-:.TtZz +x/\u0660")))
+    return "".join(text)
+
+
+@settings(max_examples=EXAMPLES * 2, deadline=None)
+@given(st.lists(st.one_of(st.none(), near_common_ts(), ts_case().map(lambda c: c[0])), min_size=1, max_size=30))
+def test_parse_ts_fast_layout_and_repeated_values_agree_with_the_regex_path(texts):
+    arr = pa.array(texts, pa.string())
+    fast = parse_ts_column(arr)
+    original = timestamps._common_layout
+    timestamps._common_layout = lambda data, offsets, present: np.zeros(offsets.size - 1, bool)
+    try:
+        slow = parse_ts_column(arr)
+    finally:
+        timestamps._common_layout = original
+    assert fast[0].to_pylist() == slow[0].to_pylist()
+    assert fast[1].to_pylist() == slow[1].to_pylist()
+    rep = timestamps.parse_ts_column_repeated(arr)
+    assert rep[0].to_pylist() == slow[0].to_pylist()
+    assert rep[1].to_pylist() == slow[1].to_pylist()

@@ -339,7 +339,7 @@ def replay(ticks: TickInput, links: pl.DataFrame, attrs: pl.DataFrame, model: Ac
 
 # Linked-member rows scored together across cluster epochs: one vectorised pass per group of
 # epochs instead of a fixed ~40 ms per epoch, with memory bounded by this many member rows.
-EPOCH_GROUP_ROWS = 200_000
+EPOCH_GROUP_ROWS = 50_000
 
 
 def _cluster_epochs(items: list[tuple[int, np.ndarray, np.ndarray]], accounts: list[str], state: pl.DataFrame,

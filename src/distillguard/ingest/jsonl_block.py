@@ -37,13 +37,14 @@ import pyarrow.json as pj
 
 from ..schema import EVENT_SCHEMA, FIELD_KINDS, LINE_COL, SOURCE_COL
 from .records import MAX_DEPTH, MAX_LINE_BYTES, BlockResult, validate_lines
-from .timestamps import parse_ts_column
+from .timestamps import parse_ts_column, parse_ts_column_repeated
 
 _ARROW_TYPES = {"str": pa.string(), "int": pa.int64(), "num": pa.float64(), "bool": pa.bool_()}
 _TS_FIELDS = tuple(n for n, k in FIELD_KINDS.items() if k == "ts")
 _NUM_FIELDS = tuple(n for n, k in FIELD_KINDS.items() if k == "num")
 _INT_FIELDS = tuple(n for n, k in FIELD_KINDS.items() if k == "int")
 _REQ_STR_FIELDS = ("request_id", "account_id")
+_REPEATED_TS = ("account_created_at",)  # the same few values on every exchange of an account
 _TS_FLIP = re.compile(r"Column\(/(\w+)\) changed from (?:string to number|number to string)")
 _INT_AS_FLOAT = re.compile(r"Failed to convert JSON to int64, couldn't parse:-?[0-9]+\.?[0-9]*(?:[eE][-+]?[0-9]+)?$")
 _FLOAT_EXACT = 2.0**53  # every integer of smaller magnitude is exact in a double
@@ -299,7 +300,7 @@ def _conform(table: pa.Table, line_numbers: np.ndarray, source_index: int):
     for name in _REQ_STR_FIELDS:
         suspect |= _np(pc.fill_null(pc.equal(pc.binary_length(cols[name]), 0), True))
     for name in _TS_FIELDS:
-        ms, invalid = parse_ts_column(cols[name])
+        ms, invalid = (parse_ts_column_repeated if name in _REPEATED_TS else parse_ts_column)(cols[name])
         cols[name] = ms
         suspect |= _np(invalid)
     suspect |= _np(cols["ts"].is_null())

@@ -224,7 +224,7 @@ def _cut(parts: list[bytes]) -> tuple[bytes, bytes]:
     for k in range(len(parts) - 1, -1, -1):
         i = parts[k].rfind(b"\n")
         if i >= 0:
-            head = parts[:k] + [parts[k][: i + 1]]
+            head = parts[:k] + [memoryview(parts[k])[: i + 1]]  # joined without an extra copy
             tail = parts[k][i + 1 :] + b"".join(parts[k + 1 :])
             return b"".join(head), tail
     return b"", b"".join(parts)

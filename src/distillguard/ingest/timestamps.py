@@ -86,6 +86,19 @@ def parse_ts_column(arr: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, pa.Array
     return pa.array(ms, pa.int64(), mask=~ok), pa.array(invalid, pa.bool_())
 
 
+def parse_ts_column_repeated(arr: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, pa.Array]:
+    """:func:`parse_ts_column` for a column of few distinct texts (an account's creation time
+    repeats on every exchange of the account): each distinct text is parsed once."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
+    if not pa.types.is_string(arr.type) or arr.null_count == len(arr):
+        return parse_ts_column(arr)
+    enc = pc.dictionary_encode(arr)
+    ms, invalid = parse_ts_column(enc.dictionary)
+    # A null index (a null input) takes a null: the time stays null and it is not invalid.
+    return ms.take(enc.indices), invalid.take(enc.indices).fill_null(False)
+
+
 def _present(arr: pa.Array) -> np.ndarray:
     if arr.null_count == 0:
         return np.ones(len(arr), bool)
@@ -98,13 +111,18 @@ def _parse_rfc3339(s: pa.StringArray) -> tuple[np.ndarray, np.ndarray]:
     ms = np.zeros(n, np.int64)
     if n == 0:
         return ms, np.zeros(0, bool)
-    ok = pc.match_substring_regex(s, RFC3339_RE).fill_null(False).to_numpy(zero_copy_only=False)
+    _, off_buf, data_buf = s.buffers()
+    offsets = np.frombuffer(off_buf, np.int32)[s.offset : s.offset + n + 1].astype(np.int64)
+    data = np.frombuffer(data_buf if data_buf is not None else b"", np.uint8)
+    # The usual layouts ("...T09:30:00Z", "...T09:30:00.123Z") are recognised with numpy; only
+    # other texts need the regex (same acceptance: both layouts are cases of RFC3339_RE).
+    ok = _common_layout(data, offsets, _present(s))
+    rest = np.flatnonzero(~ok & _present(s))
+    if rest.size:
+        ok[rest] = pc.match_substring_regex(s.take(pa.array(rest)), RFC3339_RE).fill_null(False).to_numpy(zero_copy_only=False)
     idx = np.flatnonzero(ok)
     if idx.size == 0:
         return ms, ok
-    _, off_buf, data_buf = s.buffers()
-    offsets = np.frombuffer(off_buf, np.int32)[s.offset : s.offset + n + 1].astype(np.int64)
-    data = np.frombuffer(data_buf, np.uint8)
     st = offsets[idx]
     en = offsets[idx + 1]
     # Fixed-width "YYYY-MM-DDTHH:MM:SS" prefix: one 2-D gather, then digit arithmetic.
@@ -145,6 +163,30 @@ def _parse_rfc3339(s: pa.StringArray) -> tuple[np.ndarray, np.ndarray]:
     ms[idx] = np.where(good, total, 0)
     ok[idx] = good
     return ms, ok
+
+
+_DIGITS_AT = np.array([0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18])
+
+
+def _common_layout(data: np.ndarray, offsets: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """Rows that are exactly ``YYYY-MM-DD[Tt ]HH:MM:SS[.fff][Zz]`` (digits checked, not ranges)."""
+    st, ln = offsets[:-1], np.diff(offsets)
+    cand = present & ((ln == 20) | (ln == 24))
+    out = np.zeros(st.size, bool)
+    i = np.flatnonzero(cand)
+    if i.size == 0 or data.size == 0:
+        return out
+    b = data[np.minimum(st[i, None] + np.arange(24), data.size - 1)]
+    d = b[:, _DIGITS_AT]
+    good = ((d >= 48) & (d <= 57)).all(axis=1)
+    good &= (b[:, 4] == 45) & (b[:, 7] == 45) & (b[:, 13] == 58) & (b[:, 16] == 58)
+    good &= (b[:, 10] == 84) | (b[:, 10] == 116) | (b[:, 10] == 32)
+    z20 = (b[:, 19] == 90) | (b[:, 19] == 122)
+    frac = (b[:, 19] == 46) & ((b[:, 20:23] >= 48) & (b[:, 20:23] <= 57)).all(axis=1)
+    z24 = (b[:, 23] == 90) | (b[:, 23] == 122)
+    good &= np.where(ln[i] == 20, z20, frac & z24)
+    out[i] = good
+    return out
 
 
 def _days_in_month(year: np.ndarray, month: np.ndarray) -> np.ndarray:
