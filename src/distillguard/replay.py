@@ -173,7 +173,10 @@ def _account_pass(ticks: pl.DataFrame, attrs: pl.DataFrame, model: AccountModel,
     epoch_of = (pl.col("tick") + (step - 1)) // step
     state = snaps.filter(pl.col("account_id").is_in(linked.implode())).select(state_cols).filter(
         pl.col("tick") == pl.col("tick").max().over("account_id", epoch_of))
-    return summary, state, snaps.select("account_id", "tick", "n")
+    # Sorted per chunk (each account lives in one chunk): the replay then only concatenates, and
+    # never holds a second, sorted copy of the whole log's state at its memory peak.
+    key = ["account_id", "tick"]
+    return summary, state.sort(key), snaps.select("account_id", "tick", "n").sort(key)
 
 
 @dataclass
@@ -250,8 +253,9 @@ def replay(ticks: TickInput, links: pl.DataFrame, attrs: pl.DataFrame, model: Ac
             cache.reset()
         return empty_result()
     summary = pl.concat(summaries, how="vertical_relaxed")
-    state = pl.concat(states, how="vertical_relaxed").sort(["account_id", "tick"])
-    counts_df = pl.concat(counts, how="vertical_relaxed").sort(["account_id", "tick"])
+    # Each part holds whole accounts sorted by tick: what the as-of joins by account need.
+    state = pl.concat(states, how="vertical_relaxed")
+    counts_df = pl.concat(counts, how="vertical_relaxed")
     del summaries, states, counts
     # Epochs before ``since`` reuse their cached propagations (incremental replay only).
     reuse: dict[int, pl.DataFrame | None] = cache.prop if incremental and cache is not None else {}
