@@ -32,8 +32,9 @@ BUCKET_BYTES_OF_INPUT = 500_000_000
 # Reduced rows held before they are written out (~100-260 B each): bounds the buffer, and
 # keeps the spill at about one file per bucket per this many rows.
 SPILL_FLUSH_ROWS = 400_000
-# Rows per call of the per-exchange reduction: each call pays a fixed ~50 ms (Polars compiles
-# the lexicon regexes and phrase automata per call), so reading blocks (~9k rows) are grouped.
+# Rows per call of the per-exchange reduction: each call pays a fixed ~50 ms (Polars builds the
+# lexicon regexes' automata and the phrase automata anew per call), so reading blocks (~9k rows)
+# are grouped.
 REDUCE_ROWS = 65_536
 MARK_WORKERS = 2  # buckets marked at once
 
@@ -68,9 +69,10 @@ def spill_exchanges(paths: Sequence[str], spill: Path, quarantine: Quarantine, s
                     progress: Callable[[int], None] | None = None, workers: int = 2) -> int:
     """Read, validate and reduce every batch; write compact rows to ``spill/b<k>/``. Returns files written.
 
-    Reduction runs in a small thread pool while the next batch is parsed: Polars and Arrow
-    release the GIL, and one batch at a time leaves a core idle. At most ``2 * workers`` batches
-    are in flight, which bounds memory. Reduced rows are buffered and written about every
+    Reading batches are grouped to ``REDUCE_ROWS`` rows per reduction; reduction runs in a small
+    thread pool while the next batches are parsed: Polars and Arrow release the GIL, and one
+    group at a time leaves a core idle. At most ``2 * workers`` groups are in flight, which
+    bounds memory. Reduced rows are buffered and written about every
     ``SPILL_FLUSH_ROWS`` rows, one file per bucket: a file per batch and bucket would leave tens
     of thousands of tiny files on a large log, and the global pass over them costs several GB
     and minutes in file metadata alone.
