@@ -165,7 +165,7 @@ def _account_pass(ticks: pl.DataFrame, attrs: pl.DataFrame, model: AccountModel,
         reasons.append(";".join(rs))
     summary = last.drop("_imax").with_columns(pl.Series("own_reasons", reasons, dtype=pl.String)).join(
         own_flag, on="account_id", how="left")
-    state_cols = ["account_id", "tick", "first_seen", "created", "own", "x_extract_share", *SUM_COLUMNS]
+    state_cols = ["account_id", "tick", "first_seen", "created", "own", *SUM_COLUMNS]
     # A cluster epoch E reads each member's latest state at or before E, and epochs fall on
     # multiples of ``cluster_every_ms``: only an account's last tick in each (E - step, E] can
     # ever be read, so only those are kept (15x fewer rows for an account active every minute).
@@ -278,10 +278,13 @@ def replay(ticks: TickInput, links: pl.DataFrame, attrs: pl.DataFrame, model: Ac
         step = cfg.cluster_every_ms
         epochs = list(range((t0 // step + 1) * step, t_end + step, step))
         todo: list[tuple[int, np.ndarray, np.ndarray]] = []  # epochs to compute, scored in groups
+        todo_rows = 0
 
         def run_todo() -> None:
+            nonlocal todo_rows
             new_prop.update(_cluster_epochs(todo, accounts, state, model, rules, policy, cfg))
             todo.clear()
+            todo_rows = 0
 
         for k, E in enumerate(epochs):
             say("clusters", 0.4 + 0.5 * k / max(1, len(epochs)))
@@ -293,7 +296,8 @@ def replay(ticks: TickInput, links: pl.DataFrame, attrs: pl.DataFrame, model: Ac
             if E >= t_end:
                 final_labels, final_linked = labels, linked_now
             todo.append((E, labels, linked_now))
-            if sum(int(lk.sum()) for _, _, lk in todo) >= EPOCH_GROUP_ROWS:
+            todo_rows += int(linked_now.sum())
+            if todo_rows >= EPOCH_GROUP_ROWS:
                 run_todo()
         run_todo()
         prop_rows = [new_prop[E] for E in epochs if new_prop.get(E) is not None]

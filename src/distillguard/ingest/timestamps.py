@@ -116,8 +116,9 @@ def _parse_rfc3339(s: pa.StringArray) -> tuple[np.ndarray, np.ndarray]:
     data = np.frombuffer(data_buf if data_buf is not None else b"", np.uint8)
     # The usual layouts ("...T09:30:00Z", "...T09:30:00.123Z") are recognised with numpy; only
     # other texts need the regex (same acceptance: both layouts are cases of RFC3339_RE).
-    ok = _common_layout(data, offsets, _present(s))
-    rest = np.flatnonzero(~ok & _present(s))
+    present = _present(s)
+    ok = _common_layout(data, offsets, present)
+    rest = np.flatnonzero(~ok & present)
     if rest.size:
         ok[rest] = pc.match_substring_regex(s.take(pa.array(rest)), RFC3339_RE).fill_null(False).to_numpy(zero_copy_only=False)
     idx = np.flatnonzero(ok)
