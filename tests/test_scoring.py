@@ -87,6 +87,16 @@ def test_packaged_model_is_calibrated_in_direction():
     assert m.predict_proba(harvest)[0] > 0.9 > 0.1 > m.predict_proba(chat)[0]
 
 
+def test_predict_proba_is_bit_identical_to_the_sklearn_estimator():
+    # The scan scores with numpy (no scikit-learn import); it must be the estimator's arithmetic.
+    m = AccountModel.from_json()
+    rng = np.random.default_rng(3)
+    X = np.vstack([rng.random((4000, len(FEATURES))), rng.normal(0, 8, (4000, len(FEATURES)))])
+    df = pl.DataFrame({f"x_{f}": X[:, k] for k, f in enumerate(FEATURES)})
+    expected = m.estimator().predict_proba(m.matrix(df))[:, 1]
+    np.testing.assert_array_equal(m.predict_proba(df), expected)
+
+
 def test_linking_respects_time_and_caps_common_keys():
     rows = pl.DataFrame({
         "account_id": ["a", "b", "c", "d"] + [f"u{i}" for i in range(300)],

@@ -13,12 +13,16 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import polars as pl
-from sklearn.linear_model import LogisticRegression
 
 from ..features.account import FEATURES
 from ..paths import MODELS_DIR
+
+if TYPE_CHECKING:
+    from sklearn.linear_model import LogisticRegression
 
 DEFAULT_MODEL = MODELS_DIR / "account_lr.json"
 
@@ -47,8 +51,10 @@ class AccountModel:
     features: tuple[str, ...] = tuple(FEATURES)
     meta: dict | None = None
 
-    def estimator(self) -> LogisticRegression:
+    def estimator(self) -> "LogisticRegression":
         """A fitted scikit-learn estimator carrying these coefficients."""
+        from sklearn.linear_model import LogisticRegression
+
         lr = LogisticRegression()
         lr.classes_ = np.array([0, 1])
         lr.coef_ = self.coef.reshape(1, -1).astype(float)
@@ -60,10 +66,19 @@ class AccountModel:
         return df.select([pl.col(prefix + f) for f in self.features]).to_numpy().astype(np.float64)
 
     def predict_proba(self, df: pl.DataFrame, prefix: str = "x_") -> np.ndarray:
-        """Probability of harvesting for each snapshot row."""
+        """Probability of harvesting for each snapshot row.
+
+        The same arithmetic as ``self.estimator().predict_proba(X)[:, 1]`` (a matrix product,
+        then the logistic function), bit for bit (a test checks it), without importing
+        scikit-learn: that import alone costs a scan or the service's start-up ~2-3 s.
+        """
         if df.height == 0:
             return np.zeros(0)
-        return self.estimator().predict_proba(self.matrix(df, prefix))[:, 1]
+        X = self.matrix(df, prefix)
+        if not np.isfinite(X).all():
+            raise ValueError("feature matrix holds NaN or infinity")
+        z = (X @ self.coef.reshape(1, -1).astype(float).T + np.array([self.intercept], dtype=float)).reshape(-1)
+        return 1.0 / (1.0 + np.exp(-z))
 
     def contributions(self, df: pl.DataFrame, prefix: str = "x_") -> np.ndarray:
         """Per-row, per-feature log-odds contributions (coef x value)."""
@@ -91,6 +106,8 @@ def fit(X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None, C
     (Penalising in standard units was tried: it let rarely non-zero features such as the
     single-turn share take larger weights and raised false positives on held-out routers.)
     """
+    from sklearn.linear_model import LogisticRegression
+
     allowed = np.array([SIGNS[f] is not None for f in FEATURES])
     coef = np.zeros(len(FEATURES))
     intercept = 0.0
