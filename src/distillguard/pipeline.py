@@ -23,7 +23,7 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
-from .features.exchange import exchange_features
+from .features.exchange import TextSignalCache, exchange_features
 from .features.marks import account_ticks
 from .ingest import IngestStats, Quarantine, read_events
 
@@ -80,6 +80,8 @@ def spill_exchanges(paths: Sequence[str], spill: Path, quarantine: Quarantine, s
     for k in range(buckets):
         (spill / f"b{k}").mkdir(parents=True, exist_ok=True)
     lock = threading.Lock()
+    # Text signals of pairs repeated across groups are computed once (exact; bounded memory).
+    cache = TextSignalCache()
     buffers: dict[int, list[pl.DataFrame]] = {}
     state = {"rows": 0, "files": 0}
 
@@ -97,7 +99,7 @@ def spill_exchanges(paths: Sequence[str], spill: Path, quarantine: Quarantine, s
         return take, first
 
     def reduce(batch) -> None:
-        rows = exchange_features(batch)
+        rows = exchange_features(batch, cache)
         if buckets == 1:
             parts = {0: rows}
         else:

@@ -8,6 +8,9 @@ by batch and never held for the whole log.
 
 from __future__ import annotations
 
+import random
+import threading
+
 import numpy as np
 import polars as pl
 import pyarrow as pa
@@ -43,12 +46,14 @@ TEXT_COLUMNS = [
 DEDUP_BELOW = 0.8
 
 
-def exchange_features(batch: pa.RecordBatch | pa.Table) -> pl.DataFrame:
+def exchange_features(batch: pa.RecordBatch | pa.Table, cache: "TextSignalCache | None" = None) -> pl.DataFrame:
     """Compact per-exchange features for a batch of ``schema.EVENT_SCHEMA`` records.
 
     Parameters
     ----------
     batch : pyarrow RecordBatch or Table with the event schema.
+    cache : TextSignalCache, optional
+        Text signals of pairs seen in earlier batches (same result, less work on repeats).
 
     Returns
     -------
@@ -91,10 +96,11 @@ def exchange_features(batch: pa.RecordBatch | pa.Table) -> pl.DataFrame:
     ).collect()
     texts = df.select("prompt", "system_prompt")
     first, inverse = _distinct_texts(batch if not isinstance(batch, pl.DataFrame) else texts.to_arrow(), df.height)
+    compute = text_signals if cache is None else cache.signals
     if first is None:
-        signals = text_signals(texts)
+        signals = compute(texts)
     else:
-        signals = text_signals(texts[first]).select(pl.all().gather(inverse))
+        signals = compute(texts[first]).select(pl.all().gather(inverse))
     return pl.concat([meta, signals], how="horizontal").select(COMPACT_COLUMNS)
 
 
@@ -151,3 +157,80 @@ def text_signals(texts: pl.DataFrame) -> pl.DataFrame:
         sub = texts.select(pl.col("prompt").gather(idx))
         script = script.scatter(idx, sub.select(text.script_code(pl.col("prompt")))["script"])
     return res.with_columns(script).select(TEXT_COLUMNS)
+
+
+_KEYS = ["_k0", "_k1", "_k2"]
+
+
+class TextSignalCache:
+    """``text_signals`` of recently seen (prompt, system prompt) pairs, across batches.
+
+    Retries, pass@k sampling, evaluation items and an app's fixed requests repeat a text far
+    apart in a log, beyond one batch's de-duplication. The signals are a pure function of the
+    two texts, so a cached row is exactly what a fresh computation gives: the cache changes
+    the cost, never the result.
+
+    Pairs are keyed by three 64-bit hashes (the prompt under two seeds, the system prompt under
+    a third). The seeds are drawn per cache, so colliding texts cannot be prepared in advance;
+    two pairs share a key by chance with probability about 2**-128. Memory is bounded by two
+    generations of at most ``max_entries / 2`` rows each (~80 bytes a row): a pair seen in the
+    older generation moves to the younger one, and the older one is dropped when the younger
+    fills (an approximate least-recently-used policy). Safe to share between threads.
+    """
+
+    def __init__(self, max_entries: int = 400_000, seed: int | None = None):
+        rng = random.Random(seed) if seed is not None else random.SystemRandom()
+        self._seeds = [rng.getrandbits(63) for _ in range(3)]
+        self.max_entries = max_entries
+        self._lock = threading.Lock()
+        self._young: list[pl.DataFrame] = []
+        self._young_rows = 0
+        self._old: pl.DataFrame | None = None
+        self.hits = 0
+        self.misses = 0
+
+    def _keys(self, texts: pl.DataFrame) -> pl.DataFrame:
+        k0, k1, k2 = self._seeds
+        return texts.select(pl.col("prompt").hash(seed=k0).alias("_k0"), pl.col("prompt").hash(seed=k1).alias("_k1"),
+                            pl.col("system_prompt").hash(seed=k2).alias("_k2")).with_row_index("_i")
+
+    @staticmethod
+    def _found(keys: pl.DataFrame, table: pl.DataFrame | None) -> pl.DataFrame:
+        if table is None or not keys.height:
+            return keys.select("_i").head(0)
+        # (Two threads may both have added a pair: keep one row per input row.)
+        return keys.join(table, on=_KEYS, how="inner").unique("_i", keep="any")
+
+    def signals(self, texts: pl.DataFrame) -> pl.DataFrame:
+        """``text_signals(texts)``, reusing cached rows."""
+        keys = self._keys(texts)
+        with self._lock:
+            if len(self._young) > 1:
+                self._young = [pl.concat(self._young)]
+            young = self._young[0] if self._young else None
+            old = self._old
+        hit_young = self._found(keys, young)
+        rest = keys.join(hit_young.select("_i"), on="_i", how="anti") if hit_young.height else keys
+        hit_old = self._found(rest, old)
+        miss = rest.join(hit_old.select("_i"), on="_i", how="anti") if hit_old.height else rest
+        fresh = text_signals(texts[miss["_i"]]) if miss.height else None
+        parts = [h.select("_i", *TEXT_COLUMNS) for h in (hit_young, hit_old) if h.height]
+        if fresh is not None:
+            parts.append(fresh.with_columns(miss["_i"]).select("_i", *TEXT_COLUMNS))
+        if len(parts) == 1 and fresh is not None:
+            out = fresh
+        else:
+            out = pl.concat(parts, how="vertical").sort("_i").drop("_i")
+        promote = [p for p in (hit_old.select(*_KEYS, *TEXT_COLUMNS) if hit_old.height else None,
+                               pl.concat([miss.select(_KEYS), fresh], how="horizontal") if fresh is not None else None)
+                   if p is not None]
+        with self._lock:
+            self.hits += keys.height - miss.height
+            self.misses += miss.height
+            if promote:
+                self._young.extend(promote)
+                self._young_rows += sum(p.height for p in promote)
+                if self._young_rows >= self.max_entries // 2:
+                    self._old = pl.concat(self._young)
+                    self._young, self._young_rows = [], 0
+        return out

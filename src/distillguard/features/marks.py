@@ -22,9 +22,11 @@ from .linking import FREE_MAIL, TEMPLATE_REUSE, TEMPLATE_SHARE
 SMALL_OUTPUT_CAP = 256  # max_tokens below this asks for a label or a short extract, not a corpus
 
 
-def _first(*cols: str) -> pl.Expr:
+def _first(*cols: str | pl.Expr) -> pl.Expr:
     """First row of each (account, value) in a frame sorted by account (see ``mark``'s ``_acct``)."""
-    return pl.struct(["_acct", *cols]).is_first_distinct()
+    # A window over the integer account key: ~3x cheaper than hashing (account, value) structs.
+    value = pl.col(cols[0]) if len(cols) == 1 and isinstance(cols[0], str) else (cols[0] if len(cols) == 1 else pl.struct(cols))
+    return value.is_first_distinct().over("_acct")
 
 
 def mark(df: pl.DataFrame, tick_ms: int) -> pl.DataFrame:
@@ -47,7 +49,7 @@ def mark(df: pl.DataFrame, tick_ms: int) -> pl.DataFrame:
         use("h_suf").alias("suf_use"),
         pl.col("new_exact").cast(pl.Int32).cum_sum().over("_acct").alias("acct_new"),
         _first("_hour").alias("new_hour"),
-        pl.struct(["_acct", pl.col("_hour") % 24]).is_first_distinct().alias("new_hod"),
+        _first(pl.col("_hour") % 24).alias("new_hod"),
         _first("script").alias("new_script"),
         pl.when(same_acct).then(pl.col("ts") - pl.col("ts").shift(1)).alias("dt"),
         (pl.col("turn").fill_null(1) <= 1).alias("single"),
@@ -136,7 +138,7 @@ def link_rows(m: pl.DataFrame) -> pl.DataFrame:
     def firsts(cond: pl.Expr, *cols: str) -> pl.DataFrame:
         # Only the columns a key is built from: filtering every column of ``m`` copies them all.
         f = m.select("account_id", "_acct", "ts", *cols, cond.alias("_c")).filter(pl.col("_c"))
-        return f.filter(pl.struct(["_acct", *cols]).is_first_distinct())
+        return f.filter(_first(*cols))
 
     parts = [
         firsts(s("pf").is_not_null(), "pf").select("account_id", (pl.lit("pf:") + s("pf")).alias("key"), "ts"),

@@ -40,7 +40,7 @@ import numpy as np
 import orjson
 import polars as pl
 
-from ..features.exchange import exchange_features
+from ..features.exchange import TextSignalCache, exchange_features
 from ..features.marks import account_ticks
 from ..ingest import IngestStats, Quarantine, ndjson_records, records_to_batch
 from ..replay import ReplayCache, ReplayConfig, fold_before, replay
@@ -226,6 +226,9 @@ class Engine:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self.transport: Any = None  # the Redis transport, when one is wired (app.build_service)
+        # Gateways resend the same requests (retries, an app's fixed tasks): their text signals
+        # are computed once. Bounded (~16 MB at most).
+        self.text_cache = TextSignalCache(max_entries=200_000)
 
         stored = self.store.load()
         if stored is not None and stored.height:
@@ -245,7 +248,7 @@ class Engine:
         self.quarantine.flush()
         for reason, n in col.reasons.items():
             self.metrics.quarantine.labels(reason).inc(n)
-        rows = exchange_features(batch) if batch.num_rows else None
+        rows = exchange_features(batch, self.text_cache) if batch.num_rows else None
         if rows is None:
             rows = pl.DataFrame()
         span = ndjson_records(records) if isinstance(records, (bytes, bytearray)) else len(records)
