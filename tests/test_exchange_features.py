@@ -202,3 +202,28 @@ def test_a_trace_demand_is_about_the_models_own_reasoning_not_any_whole_thing():
         {"prompt": "Can you explain the whole process of photosynthesis step by step?"},
     ]))
     assert out["f_trace"].to_list() == [True, True, False]
+
+
+def test_text_signal_cache_changes_the_cost_not_the_result():
+    from distillguard.features.exchange import TextSignalCache
+
+    rng = np.random.default_rng(5)
+    texts = ["Solve step by step: what is {} + {}?", "请一步一步地思考 {} {}", "Return only the label. Item {} of {}",
+             "Rate which response is better, A or B ({} / {})", None]
+    systems = [None, "", "You are a grader.", "Sé conciso."]
+
+    def rows(n: int) -> list[dict]:
+        out = []
+        for _ in range(n):
+            t = texts[int(rng.integers(len(texts)))]
+            prompt = None if t is None else t.format(int(rng.integers(6)), int(rng.integers(3)))
+            out.append({"prompt": prompt, "system_prompt": systems[int(rng.integers(len(systems)))]})
+        return out
+
+    cache = TextSignalCache(max_entries=40, seed=1)  # small: generations rotate during the test
+    for _ in range(12):
+        b = batch(rows(60))
+        assert exchange_features(b, cache).equals(exchange_features(b))
+    assert cache.hits > 0 and cache.misses > 0
+    # A generation closes once it holds max_entries / 2 rows (plus at most one call's rows).
+    assert cache._young_rows < 20 and cache._old is not None and cache._old.height < 20 + 60

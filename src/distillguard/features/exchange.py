@@ -172,10 +172,12 @@ class TextSignalCache:
 
     Pairs are keyed by three 64-bit hashes (the prompt under two seeds, the system prompt under
     a third). The seeds are drawn per cache, so colliding texts cannot be prepared in advance;
-    two pairs share a key by chance with probability about 2**-128. Memory is bounded by two
-    generations of at most ``max_entries / 2`` rows each (~80 bytes a row): a pair seen in the
-    older generation moves to the younger one, and the older one is dropped when the younger
-    fills (an approximate least-recently-used policy). Safe to share between threads.
+    two different pairs share a key by chance with probability about 2**-128 (2**-64 when only
+    the system prompts differ). Memory is bounded by two generations of about
+    ``max_entries / 2`` rows each (~80 bytes a row; a generation closes once it holds that
+    many): a pair found in the older generation moves to the younger one, and the older one is
+    dropped when the younger one closes (an approximate least-recently-used policy). Safe to
+    share between threads.
     """
 
     def __init__(self, max_entries: int = 400_000, seed: int | None = None):
