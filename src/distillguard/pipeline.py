@@ -87,7 +87,7 @@ def spill_exchanges(paths: Sequence[str], spill: Path, quarantine: Quarantine, s
 
     def write(take: dict[int, list[pl.DataFrame]], first_file: int) -> None:
         for i, (k, parts) in enumerate(sorted(take.items())):
-            pl.concat(parts).write_parquet(spill / f"b{k}" / f"part-{first_file + i:06d}.parquet", compression="lz4")
+            pl.concat(parts).write_parquet(spill / f"b{k}" / f"part-{first_file + i:06d}.parquet", compression="uncompressed", statistics=False)
 
     def take_all() -> tuple[dict[int, list[pl.DataFrame]], int]:
         """(the buffers, their first file number); under the lock."""
