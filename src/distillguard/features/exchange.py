@@ -8,6 +8,7 @@ by batch and never held for the whole log.
 
 from __future__ import annotations
 
+import functools
 import random
 import threading
 
@@ -46,29 +47,16 @@ TEXT_COLUMNS = [
 DEDUP_BELOW = 0.8
 
 
-def exchange_features(batch: pa.RecordBatch | pa.Table, cache: "TextSignalCache | None" = None) -> pl.DataFrame:
-    """Compact per-exchange features for a batch of ``schema.EVENT_SCHEMA`` records.
-
-    Parameters
-    ----------
-    batch : pyarrow RecordBatch or Table with the event schema.
-    cache : TextSignalCache, optional
-        Text signals of pairs seen in earlier batches (same result, less work on repeats).
-
-    Returns
-    -------
-    polars.DataFrame with ``COMPACT_COLUMNS``: identifiers, linkable infrastructure, intent
-    flags, request-shape columns and text hashes (exact, template head/tail, MinHash bands).
-    """
-    df = pl.from_arrow(batch) if not isinstance(batch, pl.DataFrame) else batch
-    assert isinstance(df, pl.DataFrame)
+@functools.cache
+def _meta_exprs() -> list[pl.Expr]:
+    """The non-text columns (built once: building Polars expressions costs ~10 ms a call)."""
     prompt = pl.col("prompt")
     # Exact repeats are byte-identical prompts (a digest stands in when the log keeps no text).
     # (Polars hashes a null to a constant, so each side is guarded: a null must stay null.)
     digest = pl.col("prompt_sha256").str.to_lowercase()
     exact = pl.coalesce(pl.when(prompt.is_not_null()).then(prompt.hash(seed=3)),
                         pl.when(digest.is_not_null()).then(digest.hash(seed=4)))
-    meta = df.lazy().select(
+    return [
         "request_id", "account_id", "ts", "_source", "_line",
         pl.col("account_created_at").alias("created"),
         pl.col("payment_fingerprint").alias("pf"),
@@ -93,7 +81,26 @@ def exchange_features(batch: pa.RecordBatch | pa.Table, cache: "TextSignalCache 
         pl.col("reasoning_tokens").alias("reason_tok"),
         (pl.col("finish_reason").str.to_lowercase() == "length").fill_null(False).alias("f_trunc"),
         exact.alias("h_exact"),
-    ).collect()
+    ]
+
+
+def exchange_features(batch: pa.RecordBatch | pa.Table, cache: "TextSignalCache | None" = None) -> pl.DataFrame:
+    """Compact per-exchange features for a batch of ``schema.EVENT_SCHEMA`` records.
+
+    Parameters
+    ----------
+    batch : pyarrow RecordBatch or Table with the event schema.
+    cache : TextSignalCache, optional
+        Text signals of pairs seen in earlier batches (same result, less work on repeats).
+
+    Returns
+    -------
+    polars.DataFrame with ``COMPACT_COLUMNS``: identifiers, linkable infrastructure, intent
+    flags, request-shape columns and text hashes (exact, template head/tail, MinHash bands).
+    """
+    df = pl.from_arrow(batch) if not isinstance(batch, pl.DataFrame) else batch
+    assert isinstance(df, pl.DataFrame)
+    meta = df.lazy().select(_meta_exprs()).collect()
     texts = df.select("prompt", "system_prompt")
     first, inverse = _distinct_texts(batch if not isinstance(batch, pl.DataFrame) else texts.to_arrow(), df.height)
     compute = text_signals if cache is None else cache.signals
@@ -129,33 +136,42 @@ def _distinct_texts(batch, n: int) -> tuple[np.ndarray | None, np.ndarray | None
     return first, inverse
 
 
-def text_signals(texts: pl.DataFrame) -> pl.DataFrame:
-    """``TEXT_COLUMNS`` of each row of a (``prompt``, ``system_prompt``) frame."""
+@functools.cache
+def _signal_exprs() -> tuple[list[pl.Expr], ...]:
+    """The expressions of ``text_signals``, built once (hundreds of phrase literals each call)."""
     prompt = pl.col("prompt")
-    res = texts.lazy().with_columns(text.tokens(prompt).alias("_toks"), *text.lowered(prompt, pl.col("system_prompt"))).with_columns(
-        *text.phrase_hits(pl.col("_low"), pl.col("_sys"))).select(
+    first = [text.tokens(prompt).alias("_toks"), *text.lowered(prompt, pl.col("system_prompt"))]
+    hits = text.phrase_hits(pl.col("_low"), pl.col("_sys"))
+    main = [
         *text.intent_flags(pl.col("_low"), pl.col("_both"), pl.col("_hp"), pl.col("_hs")),
         # Only prompts with non-ASCII text can have a non-Latin script (no regex needed to know).
         text.not_ascii(prompt).alias("_nonascii"),
         text.not_ascii(pl.col("_low"), pl.col("_sys")).alias("_na_low"),
-        "_low", "_sys",
+        pl.col("_low"), pl.col("_sys"),
         *text.frames(prompt),
         *text.band_hashes(pl.col("_toks")),
-    ).collect()
+    ]
+    na_hits = text.phrase_hits(pl.col("_low"), pl.col("_sys"), non_ascii=True)
+    na_flags = text.literal_flags(pl.col("_hp"), pl.col("_hs"), non_ascii=True)
+    return first, hits, main, na_hits, na_flags, [text.script_code(prompt)]
+
+
+def text_signals(texts: pl.DataFrame) -> pl.DataFrame:
+    """``TEXT_COLUMNS`` of each row of a (``prompt``, ``system_prompt``) frame."""
+    first, hits, main, na_hits, na_flags, script_expr = _signal_exprs()
+    res = texts.lazy().with_columns(first).with_columns(hits).select(main).collect()
     # Non-ASCII phrases can only occur in texts that are not pure ASCII: match them there only.
     na = res["_na_low"]
     if na.any():
         idx = na.arg_true()
-        sub = res.select(pl.col("_low", "_sys").gather(idx)).select(
-            *text.phrase_hits(pl.col("_low"), pl.col("_sys"), non_ascii=True)).select(
-            *text.literal_flags(pl.col("_hp"), pl.col("_hs"), non_ascii=True))
+        sub = res.lazy().select(pl.col("_low", "_sys").gather(idx)).select(na_hits).select(na_flags).collect()
         res = res.with_columns(res[c].scatter(idx, res[c].gather(idx) | sub[c]) for c in text.INTENT_COLUMNS)
     mask = res["_nonascii"]
     script = pl.Series("script", [0] * res.height, dtype=pl.UInt8)
     if mask.any():
         idx = mask.arg_true()
-        sub = texts.select(pl.col("prompt").gather(idx))
-        script = script.scatter(idx, sub.select(text.script_code(pl.col("prompt")))["script"])
+        sub = texts.lazy().select(pl.col("prompt").gather(idx)).select(script_expr).collect()
+        script = script.scatter(idx, sub["script"])
     return res.with_columns(script).select(TEXT_COLUMNS)
 
 
