@@ -114,33 +114,33 @@ def phrase_hits(low_prompt: pl.Expr, low_system: pl.Expr, *, non_ascii: bool = F
     """Every lexicon phrase found in the prompt (``_hp``) and system prompt (``_hs``), in one
     Aho-Corasick pass per text over the union of all intent lexicons' plain phrases.
 
-    Six scans of the same text become one; ``literal_flags`` then reads these few bytes. The
-    found phrases are joined with a separator that occurs in no phrase. ``non_ascii`` selects
-    the phrases with non-ASCII characters: those can only occur in texts that are not pure
-    ASCII, so the caller runs that pass on those rows only (a multibyte phrase set defeats the
-    automaton's byte prefilter and costs ~3x as much).
+    Six scans of the same text become one; ``literal_flags`` then reads these few phrases.
+    ``non_ascii`` selects the phrases with non-ASCII characters: those can only occur in texts
+    that are not pure ASCII, so the caller runs that pass on those rows only (a multibyte
+    phrase set defeats the automaton's byte prefilter and costs ~3x as much).
     """
     lits = {name: _literals(pat, non_ascii) for name, pat, _ in INTENTS}
     union_p = sorted({x for v in lits.values() for x in v})
     union_s = sorted({x for name, _, sys in INTENTS if sys for x in lits[name]})
-    return [low_prompt.str.extract_many(union_p, overlapping=True).list.join("\x00").alias("_hp"),
-            low_system.str.extract_many(union_s, overlapping=True).list.join("\x00").alias("_hs")]
+    return [low_prompt.str.extract_many(union_p, overlapping=True).alias("_hp"),
+            low_system.str.extract_many(union_s, overlapping=True).alias("_hs")]
 
 
 def literal_flags(hits_prompt: pl.Expr, hits_system: pl.Expr, *, non_ascii: bool = False) -> list[pl.Expr]:
-    """The plain-phrase part of each intent flag, from the ``phrase_hits`` columns.
+    """The plain-phrase part of each intent flag, from the ``phrase_hits`` lists.
 
-    Exact: a phrase inside a found phrase occurs in the text too, and overlapping matching
-    reports it anyway.
+    Exact: overlapping matching reports every phrase that occurs in the text, so an intent's
+    phrase occurs exactly when it is among the found ones (a set lookup, where a substring
+    search over the found phrases would build another automaton per lexicon and call).
     """
     out = []
     for name, pat, sys in INTENTS:
         lits = _literals(pat, non_ascii)
         e = pl.lit(False)
         if lits:
-            e = e | hits_prompt.str.contains_any(lits).fill_null(False)
+            e = e | hits_prompt.list.eval(pl.element().is_in(lits)).list.any().fill_null(False)
             if sys:
-                e = e | hits_system.str.contains_any(lits).fill_null(False)
+                e = e | hits_system.list.eval(pl.element().is_in(lits)).list.any().fill_null(False)
         out.append(e.alias(name))
     return out
 
