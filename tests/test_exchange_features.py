@@ -227,3 +227,18 @@ def test_text_signal_cache_changes_the_cost_not_the_result():
     assert cache.hits > 0 and cache.misses > 0
     # A generation closes once it holds max_entries / 2 rows (plus at most one call's rows).
     assert cache._young_rows < 20 and cache._old is not None and cache._old.height < 20 + 60
+
+
+def test_text_signal_cache_keeps_one_row_per_pair_when_a_batch_repeats_one_many_times():
+    # A log that withholds prompts repeats (null, null) on most rows of a batch whose other
+    # prompts are all distinct (so the batch is not de-duplicated before the cache sees it).
+    from distillguard.features.exchange import TextSignalCache, text_signals
+
+    cache = TextSignalCache(seed=2)
+    for k in range(3):
+        texts = pl.DataFrame({"prompt": [None] * 300 + [f"Prove lemma {k}.{i} step by step" for i in range(900)],
+                              "system_prompt": [None] * 1200}, schema={"prompt": pl.String, "system_prompt": pl.String})
+        assert cache.signals(texts).equals(text_signals(texts))
+    stored = sum(p.height for p in cache._young) + (0 if cache._old is None else cache._old.height)
+    assert stored == 1 + 3 * 900  # each distinct pair once
+    assert cache.hits == 299 + 2 * 300  # repeats within the first batch, then every null row

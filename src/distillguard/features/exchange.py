@@ -222,23 +222,28 @@ class TextSignalCache:
     def signals(self, texts: pl.DataFrame) -> pl.DataFrame:
         """``text_signals(texts)``, reusing cached rows."""
         keys = self._keys(texts)
+        # One lookup per distinct pair: a batch may repeat one pair thousands of times (a log
+        # that withholds prompts has one (null, null) pair), and a cached pair must be unique
+        # or the lookup join multiplies rows.
+        uniq = keys.unique(_KEYS, keep="first", maintain_order=True)
         with self._lock:
             if len(self._young) > 1:
                 self._young = [pl.concat(self._young)]
             young = self._young[0] if self._young else None
             old = self._old
-        hit_young = self._found(keys, young)
-        rest = keys.join(hit_young.select("_i"), on="_i", how="anti") if hit_young.height else keys
+        hit_young = self._found(uniq, young)
+        rest = uniq.join(hit_young.select("_i"), on="_i", how="anti") if hit_young.height else uniq
         hit_old = self._found(rest, old)
         miss = rest.join(hit_old.select("_i"), on="_i", how="anti") if hit_old.height else rest
         fresh = text_signals(texts[miss["_i"]]) if miss.height else None
         parts = [h.select("_i", *TEXT_COLUMNS) for h in (hit_young, hit_old) if h.height]
         if fresh is not None:
             parts.append(fresh.with_columns(miss["_i"]).select("_i", *TEXT_COLUMNS))
-        if len(parts) == 1 and fresh is not None:
-            out = fresh
-        else:
-            out = pl.concat(parts, how="vertical").sort("_i").drop("_i")
+        # Rows in ``uniq``'s order (ascending ``_i``).
+        out = fresh if len(parts) == 1 and fresh is not None else pl.concat(parts, how="vertical").sort("_i").drop("_i")
+        if uniq.height < keys.height:
+            pos = keys.join(uniq.select(_KEYS).with_row_index("_u"), on=_KEYS, how="left", maintain_order="left")["_u"]
+            out = out[pos]
         promote = [p for p in (hit_old.select(*_KEYS, *TEXT_COLUMNS) if hit_old.height else None,
                                pl.concat([miss.select(_KEYS), fresh], how="horizontal") if fresh is not None else None)
                    if p is not None]
