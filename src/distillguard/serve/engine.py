@@ -227,8 +227,8 @@ class Engine:
         self._thread: threading.Thread | None = None
         self.transport: Any = None  # the Redis transport, when one is wired (app.build_service)
         # Gateways resend the same requests (retries, an app's fixed tasks): their text signals
-        # are computed once. Bounded (~16 MB at most).
-        self.text_cache = TextSignalCache(max_entries=200_000)
+        # are computed once. Bounded (~8 MB at most).
+        self.text_cache = TextSignalCache(max_entries=100_000)
 
         stored = self.store.load()
         if stored is not None and stored.height:
