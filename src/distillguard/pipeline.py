@@ -86,6 +86,8 @@ def spill_exchanges(paths: Sequence[str], spill: Path, quarantine: Quarantine, s
     state = {"rows": 0, "files": 0}
 
     def write(take: dict[int, list[pl.DataFrame]], first_file: int) -> None:
+        # Uncompressed, no statistics: the files are read back once, by this process (LZ4 and
+        # statistics cost ~40 ms a 70k-row group to save ~30 % of temporary disk).
         for i, (k, parts) in enumerate(sorted(take.items())):
             pl.concat(parts).write_parquet(spill / f"b{k}" / f"part-{first_file + i:06d}.parquet", compression="uncompressed", statistics=False)
 

@@ -25,7 +25,10 @@ SMALL_OUTPUT_CAP = 256  # max_tokens below this asks for a label or a short extr
 def _first(*cols: str | pl.Expr) -> pl.Expr:
     """First row of each (account, value) in a frame sorted by account (see ``mark``'s ``_acct``)."""
     # A window over the integer account key: ~3x cheaper than hashing (account, value) structs.
-    value = pl.col(cols[0]) if len(cols) == 1 and isinstance(cols[0], str) else (cols[0] if len(cols) == 1 else pl.struct(cols))
+    if len(cols) > 1:
+        value = pl.struct(cols)
+    else:
+        value = pl.col(cols[0]) if isinstance(cols[0], str) else cols[0]
     return value.is_first_distinct().over("_acct")
 
 
