@@ -27,3 +27,13 @@ def test_tick_must_respect_the_spec(tmp_path):
     f.write_text("")
     r = runner.invoke(app, ["scan", str(f), "--out", str(tmp_path / "o"), "--tick-seconds", "1200"])
     assert r.exit_code != 0
+
+
+def test_python_dash_m_runs_the_same_cli(tmp_path):
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "distillguard", "scan", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "o")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2  # the usage error of `distillguard scan`, from the same Typer app
+    assert "no input files match" in (r.stdout + r.stderr)
