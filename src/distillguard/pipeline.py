@@ -32,9 +32,9 @@ BUCKET_BYTES_OF_INPUT = 500_000_000
 # Reduced rows held before they are written out (~100-260 B each): bounds the buffer, and
 # keeps the spill at about one file per bucket per this many rows.
 SPILL_FLUSH_ROWS = 400_000
-# Rows per call of the per-exchange reduction: each call pays a fixed ~50 ms (Polars builds the
-# lexicon regexes' automata and the phrase automata anew per call), so reading blocks (~9k rows)
-# are grouped.
+# Rows per call of the per-exchange reduction: each call pays a fixed cost (Polars compiles the
+# lexicon regexes and builds their lazy DFAs and the phrase automaton anew per call), so reading
+# blocks (~9k rows) are grouped.
 REDUCE_ROWS = 65_536
 MARK_WORKERS = 2  # buckets marked at once
 

@@ -102,12 +102,11 @@ def exchange_features(batch: pa.RecordBatch | pa.Table, cache: "TextSignalCache 
     assert isinstance(df, pl.DataFrame)
     meta = df.lazy().select(_meta_exprs()).collect()
     texts = df.select("prompt", "system_prompt")
-    first, inverse = _distinct_texts(batch if not isinstance(batch, pl.DataFrame) else texts.to_arrow(), df.height)
-    compute = text_signals if cache is None else cache.signals
-    if first is None:
-        signals = compute(texts)
+    if cache is not None:
+        signals = cache.signals(texts)  # (the cache looks each distinct pair up once)
     else:
-        signals = compute(texts[first]).select(pl.all().gather(inverse))
+        first, inverse = _distinct_texts(batch if not isinstance(batch, pl.DataFrame) else texts.to_arrow(), df.height)
+        signals = text_signals(texts) if first is None else text_signals(texts[first]).select(pl.all().gather(inverse))
     return pl.concat([meta, signals], how="horizontal").select(COMPACT_COLUMNS)
 
 
