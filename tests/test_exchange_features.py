@@ -7,6 +7,8 @@ import polars as pl
 import pyarrow as pa
 import pytest
 from datasketch import MinHash
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from distillguard.features import text
 from distillguard.features.exchange import COMPACT_COLUMNS, exchange_features
@@ -171,7 +173,7 @@ def test_batched_intent_flags_equal_one_regex_per_lexicon():
     out = exchange_features(batch(rows))
     df = pl.DataFrame({"prompt": [r["prompt"] for r in rows], "system_prompt": [r["system_prompt"] for r in rows]},
                       schema={"prompt": pl.String, "system_prompt": pl.String})
-    low = df.select(*text.lowered(pl.col("prompt"), pl.col("system_prompt")))
+    low = df.select(*text.lowered(text.bounded(pl.col("prompt")), text.bounded(pl.col("system_prompt"))))
     for name, pattern, sys in text.INTENTS:
         col = pl.col("_both") if sys else pl.col("_low")
         want = low.select(col.str.contains(pattern).fill_null(False)).to_series()
@@ -242,3 +244,13 @@ def test_text_signal_cache_keeps_one_row_per_pair_when_a_batch_repeats_one_many_
     stored = sum(p.height for p in cache._young) + (0 if cache._old is None else cache._old.height)
     assert stored == 1 + 3 * 900  # each distinct pair once
     assert cache.hits == 299 + 2 * 300  # repeats within the first batch, then every null row
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.text(min_size=0, max_size=40),
+                          st.builds(lambda a, n, b: a * n + b, st.text(min_size=1, max_size=3), st.integers(600, 1200), st.text(max_size=5))),
+                min_size=1, max_size=20))
+def test_bounded_series_equals_the_bounded_expression(values):
+    s = pl.Series("t", values, dtype=pl.String)
+    want = s.to_frame().select(text.bounded(pl.col("t"))).to_series()
+    assert text.bounded_series(s).to_list() == want.to_list()

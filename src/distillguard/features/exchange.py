@@ -139,7 +139,7 @@ def _distinct_texts(batch, n: int) -> tuple[np.ndarray | None, np.ndarray | None
 def _signal_exprs() -> tuple[list[pl.Expr], ...]:
     """The expressions of ``text_signals``, built once (hundreds of phrase literals each call)."""
     prompt = pl.col("prompt")
-    first = [text.tokens(prompt).alias("_toks"), *text.lowered(prompt, pl.col("system_prompt"))]
+    first = [text.tokens(prompt).alias("_toks"), *text.lowered(pl.col("_bp"), pl.col("_bs"))]
     hits = text.phrase_hits(pl.col("_low"), pl.col("_sys"))
     main = [
         *text.intent_flags(pl.col("_low"), pl.col("_both"), pl.col("_hp"), pl.col("_hs")),
@@ -158,7 +158,8 @@ def _signal_exprs() -> tuple[list[pl.Expr], ...]:
 def text_signals(texts: pl.DataFrame) -> pl.DataFrame:
     """``TEXT_COLUMNS`` of each row of a (``prompt``, ``system_prompt``) frame."""
     first, hits, main, na_hits, na_flags, script_expr = _signal_exprs()
-    res = texts.lazy().with_columns(first).with_columns(hits).select(main).collect()
+    bounded = [text.bounded_series(texts["prompt"]).alias("_bp"), text.bounded_series(texts["system_prompt"]).alias("_bs")]
+    res = texts.with_columns(bounded).lazy().with_columns(first).with_columns(hits).select(main).collect()
     # Non-ASCII phrases can only occur in texts that are not pure ASCII: match them there only.
     na = res["_na_low"]
     if na.any():
