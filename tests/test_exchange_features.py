@@ -246,6 +246,25 @@ def test_text_signal_cache_keeps_one_row_per_pair_when_a_batch_repeats_one_many_
     assert cache.hits == 299 + 2 * 300  # repeats within the first batch, then every null row
 
 
+def test_text_signal_cache_is_exact_when_first_keys_collide():
+    # The cache looks pairs up by its first key and checks the other two; force every pair onto
+    # one first key, as a (vanishingly rare) collision would, and the result must not change.
+    from distillguard.features.exchange import TextSignalCache, text_signals
+
+    class Colliding(TextSignalCache):
+        def _keys(self, texts):
+            return super()._keys(texts).with_columns(pl.lit(7, dtype=pl.UInt64).alias("_k0"))
+
+    cache = Colliding(seed=3)
+    prompts = ["Show every step of your reasoning: {}", "Label this: {}", "Grade this answer from 1 to 10: {}"]
+    for k in range(4):
+        texts = pl.DataFrame({"prompt": [prompts[i % 3].format(i % (5 + k)) for i in range(40)] + [None] * 5,
+                              "system_prompt": [None, "Be brief."] * 22 + [None]},
+                             schema={"prompt": pl.String, "system_prompt": pl.String})
+        assert cache.signals(texts).equals(text_signals(texts))
+    assert cache.hits > 0
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.one_of(st.none(), st.text(min_size=0, max_size=40),
                           st.builds(lambda a, n, b: a * n + b, st.text(min_size=1, max_size=3), st.integers(600, 1200), st.text(max_size=5))),
