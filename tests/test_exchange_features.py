@@ -273,3 +273,4 @@ def test_bounded_series_equals_the_bounded_expression(values):
     s = pl.Series("t", values, dtype=pl.String)
     want = s.to_frame().select(text.bounded(pl.col("t"))).to_series()
     assert text.bounded_series(s).to_list() == want.to_list()
+    assert s.to_list() == values  # the input is not modified

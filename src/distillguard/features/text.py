@@ -172,7 +172,8 @@ def bounded_series(text: pl.Series) -> pl.Series:
     if not long.any():
         return text
     idx = long.arg_true()
-    return text.scatter(idx, text.gather(idx).to_frame("t").select(bounded(pl.col("t"))).to_series())
+    # (``scatter`` writes in place: on a clone, so the caller's series is left as it was.)
+    return text.clone().scatter(idx, text.gather(idx).to_frame("t").select(bounded(pl.col("t"))).to_series())
 
 
 def lowered(bounded_prompt: pl.Expr, bounded_system: pl.Expr) -> list[pl.Expr]:
