@@ -169,11 +169,36 @@ def test_bucketed_spilled_and_chunked_replay_gives_the_same_report(traffic, scan
     import distillguard.replay as replay_mod
 
     monkeypatch.setattr(pipeline, "BUCKET_BYTES_OF_INPUT", 2_000_000)
+    monkeypatch.setattr(pipeline, "SINGLE_BUCKET_BYTES", 0)
     monkeypatch.setattr(pipeline, "SPILL_FLUSH_ROWS", 3_000)
+    monkeypatch.setattr(pipeline, "FLUSH_ROWS_PER_BUCKET", 100)
     monkeypatch.setattr(replay_mod, "CHUNK_TICK_ROWS", 500)
+    assert pipeline.n_buckets([str(traffic / "events.jsonl")]) > 4
     out = tmp_path / "scan-chunked"
     scan([str(traffic / "events.jsonl")], out, show_progress=False)
     assert list(out.glob("*")) and _accounts(out) == _accounts(scanned)
+
+
+def test_replay_chunks_combine_small_parts_split_large_ones_and_keep_accounts_whole(monkeypatch):
+    import distillguard.replay as replay_mod
+
+    monkeypatch.setattr(replay_mod, "CHUNK_TICK_ROWS", 500)
+    monkeypatch.setattr(replay_mod, "MERGE_TICK_ROWS", 250)
+
+    def part(prefix: str, accounts: int, ticks: int) -> pl.DataFrame:
+        return pl.DataFrame({"account_id": [f"{prefix}{a}" for a in range(accounts) for _ in range(ticks)],
+                             "tick": [t for _ in range(accounts) for t in range(ticks)]})
+
+    parts = [part("a", 10, 10), part("b", 10, 10), pl.DataFrame(schema={"account_id": pl.String, "tick": pl.Int64}),
+             part("c", 10, 10), part("d", 40, 30), part("e", 20, 20).lazy()]
+    chunks = list(replay_mod._chunks(parts))
+    sizes = [c.height for c in chunks]
+    assert sizes[:2] == [200, 100]  # a+b combined (c would pass 250), then c alone (d is large)
+    assert len(sizes) >= 5 and sum(sizes[2:-1]) == 1200  # d (1,200 rows) split by account hash
+    assert sizes[-1] == 400  # e: larger than the merge size, small enough to pass whole
+    seen = pl.concat([c.select("account_id").unique() for c in chunks])
+    assert seen.height == seen.n_unique() == 90  # every account in exactly one chunk
+    assert sum(sizes) == 200 + 100 + 1200 + 400
 
 
 def test_a_textless_member_of_a_convicted_cluster_inherits_only_with_machine_like_traffic(traffic, scanned, tmp_path):

@@ -31,6 +31,10 @@ from .ingest import IngestStats, Quarantine, read_events
 # faster to mark (sorts and hash tables of ~120k rows stay in cache, and the two mark workers
 # balance better): 125 MB marked the 1M log ~25 % faster than 500 MB, 62 MB no faster again.
 BUCKET_BYTES_OF_INPUT = 125_000_000
+# Below this much input one bucket: each bucket has fixed costs (its files, its marks' and its
+# replay chunk's planning), which outweigh the gain on a small log (a 273 MB log: 3 buckets were
+# ~5 % slower than 1).
+SINGLE_BUCKET_BYTES = 300_000_000
 # Reduced rows held before they are written out (~100-260 B each): bounds the buffer, and
 # keeps the spill at about one file per bucket per this many rows (at least ``FLUSH_ROWS_PER_BUCKET``
 # rows a bucket on average, so that a log with many buckets does not leave thousands of tiny files).
@@ -66,6 +70,8 @@ def n_buckets(paths: Sequence[str]) -> int:
     for p in paths:
         s = Path(p).stat().st_size
         size += s * (6 if p.endswith((".gz", ".zst", ".parquet")) else 1)
+    if size <= SINGLE_BUCKET_BYTES:
+        return 1
     return max(1, min(256, math.ceil(size / BUCKET_BYTES_OF_INPUT)))
 
 
@@ -205,7 +211,7 @@ def prepare(paths: Sequence[str], spill: Path, quarantine: Quarantine, stats: In
     ticks, links, attrs = [], [], []
     valid, t_min, t_max = 0, None, None
     # Two buckets at a time: Polars keeps only ~1.5 cores busy on one bucket's marks, and two
-    # buckets' rows still fit the memory target (a bucket is ~500 MB of input).
+    # buckets' rows still fit the memory target (a bucket is ~125 MB of input).
     with ThreadPoolExecutor(max_workers=MARK_WORKERS) as pool:
         for i, (t, lk, at, (n, lo, hi)) in enumerate(pool.map(mark_bucket, range(len(bucket_dirs)), bucket_dirs)):
             say("account marks", (i + 1) / len(bucket_dirs))
