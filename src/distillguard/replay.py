@@ -115,7 +115,8 @@ MERGE_TICK_ROWS = 150_000
 
 
 def _chunks(ticks: TickInput) -> Iterator[pl.DataFrame]:
-    """Frames of whole accounts, each of at most about ``CHUNK_TICK_ROWS`` rows."""
+    """Frames of whole accounts, each of at most about ``CHUNK_TICK_ROWS`` rows: parts of up to
+    ``MERGE_TICK_ROWS`` rows are combined in order, larger ones pass whole or are split by account."""
     parts = [ticks] if isinstance(ticks, (pl.DataFrame, pl.LazyFrame)) else list(ticks)
     merge = min(MERGE_TICK_ROWS, CHUNK_TICK_ROWS)
     held: list[pl.DataFrame] = []
