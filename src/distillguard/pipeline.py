@@ -72,7 +72,7 @@ def n_buckets(paths: Sequence[str]) -> int:
         size += s * (6 if p.endswith((".gz", ".zst", ".parquet")) else 1)
     if size <= SINGLE_BUCKET_BYTES:
         return 1
-    return max(1, min(256, math.ceil(size / BUCKET_BYTES_OF_INPUT)))
+    return min(256, math.ceil(size / BUCKET_BYTES_OF_INPUT))  # >= 3 past the single-bucket floor
 
 
 def spill_exchanges(paths: Sequence[str], spill: Path, quarantine: Quarantine, stats: IngestStats, buckets: int,
@@ -83,7 +83,7 @@ def spill_exchanges(paths: Sequence[str], spill: Path, quarantine: Quarantine, s
     thread pool while the next batches are parsed: Polars and Arrow release the GIL, and one
     group at a time leaves a core idle. At most ``2 * workers`` groups are in flight, which
     bounds memory. Reduced rows are buffered and written about every
-    ``SPILL_FLUSH_ROWS`` rows, one file per bucket: a file per batch and bucket would leave tens
+    ``SPILL_FLUSH_ROWS`` rows (``FLUSH_ROWS_PER_BUCKET`` per bucket when that is more), one file per bucket: a file per batch and bucket would leave tens
     of thousands of tiny files on a large log, and the global pass over them costs several GB
     and minutes in file metadata alone.
     """
