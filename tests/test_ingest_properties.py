@@ -28,6 +28,7 @@ from distillguard.ingest import (
     parse_block,
     parse_block_slow,
     parse_ts_column,
+    ndjson_records,
     read_events,
     records_to_batch,
 )
@@ -285,6 +286,14 @@ def test_records_to_batch_never_crashes(items):
     assert batch.schema.equals(EVENT_SCHEMA)
     assert stats.read == stats.valid + stats.quarantined == q.count + batch.num_rows
     assert batch.column("_line").to_pylist() == sorted(batch.column("_line").to_pylist())
+
+
+@SETTINGS
+@given(st.binary(max_size=200), st.sampled_from([bytes, bytearray]))
+def test_ndjson_records_counts_lines_as_split_does(body, kind):
+    # A body's records are its lines; a final newline ends the last one and opens none.
+    expect = 0 if not body else len(body.split(b"\n")) - (1 if body.endswith(b"\n") else 0)
+    assert ndjson_records(kind(body)) == expect
 
 
 @SETTINGS

@@ -1,29 +1,22 @@
-"""The embedded store: idempotency keys and the optimistic insert."""
+"""The embedded store: idempotency across commits, restarts and failed transactions."""
 
 from __future__ import annotations
 
 import duckdb
 import polars as pl
 
-from distillguard.serve.store import _HI_LO, Store
+import distillguard.serve.store as store_mod
+from distillguard.serve.store import Store
 
 
 def _rows(ids: list[str]) -> pl.DataFrame:
     return pl.DataFrame({"request_id": ids, "account_id": ["a"] * len(ids), "_line": list(range(1, len(ids) + 1))})
 
 
-def test_one_md5_gives_the_upper_and_lower_halves_of_existing_stores():
-    con = duckdb.connect()
-    con.register("_dg_ids", pl.DataFrame({"request_id": ["abc", "r-000001", "ü✓\x00x", ""]}).to_arrow())
-    split = con.sql(f"SELECT {_HI_LO}").fetchall()
-    pair = con.sql("SELECT md5_number_upper(request_id), md5_number_lower(request_id) FROM _dg_ids").fetchall()
-    assert split == pair
-
-
 def test_commit_returns_only_new_rows_and_survives_a_conflicting_batch(tmp_path):
     st = Store(tmp_path)
     assert st.commit(_rows(["r1", "r2"]), {"next_line": "3"})["request_id"].to_list() == ["r1", "r2"]
-    # A resend that overlaps: the optimistic insert conflicts, the transaction restarts and keeps r3 only.
+    # A resend that overlaps new rows keeps the new ones only.
     new = st.commit(_rows(["r2", "r3", "r1"]), {"next_line": "6"})
     assert new["request_id"].to_list() == ["r3"]
     assert st.commit(_rows(["r1", "r3"]), {"next_line": "8"}).height == 0
@@ -34,3 +27,40 @@ def test_commit_returns_only_new_rows_and_survives_a_conflicting_batch(tmp_path)
     assert sorted(st.load()["request_id"].to_list()) == ["r1", "r2", "r3"]
     assert st.commit(_rows(["r3", "r4"]))["request_id"].to_list() == ["r4"]
     st.close()
+
+
+def test_a_failed_commit_leaves_its_ids_acceptable(tmp_path, monkeypatch):
+    st = Store(tmp_path)
+    assert st.commit(_rows(["r1"])).height == 1
+
+    def broken(df):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(store_mod, "_encode", broken)
+    try:
+        st.commit(_rows(["r2", "r3"]))
+        raise AssertionError("commit should have failed")
+    except OSError:
+        pass
+    monkeypatch.undo()
+    # Nothing of the failed batch was stored or indexed: its resend is accepted in full.
+    assert st.commit(_rows(["r2", "r3", "r1"]))["request_id"].to_list() == ["r2", "r3"]
+    assert st.counts() == (3, 2)
+    st.close()
+
+
+def test_a_store_with_the_former_ids_table_opens_with_its_ids_refused(tmp_path):
+    st = Store(tmp_path)
+    st.commit(_rows(["r1", "r2"]), {"next_line": "3"})
+    st.close()
+    con = duckdb.connect(str(tmp_path / store_mod.STORE_FILE))  # as the previous version left it
+    con.execute("CREATE TABLE ids (hi UBIGINT, lo UBIGINT, PRIMARY KEY (hi, lo))")
+    con.execute("INSERT INTO ids SELECT md5_number_upper(x), md5_number_lower(x) FROM (VALUES ('r1'), ('r2')) t(x)")
+    con.close()
+    st = Store(tmp_path)
+    assert st.counts() == (2, 1)
+    assert st.commit(_rows(["r2", "r9"]))["request_id"].to_list() == ["r9"]
+    st.close()
+    con = duckdb.connect(str(tmp_path / store_mod.STORE_FILE))
+    assert con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'ids'").fetchone()[0] == 0
+    con.close()

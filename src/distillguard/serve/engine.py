@@ -364,11 +364,23 @@ class Engine:
                     # unless the size cap cut it off; then the loop takes it next).
                     self._preparing += 1
                     group = self._take_bodies(item.source)
-                try:
-                    self._ingest_group(group)
-                finally:
+                # The worker's slot is given back once the group is reduced, before its commit:
+                # a commit waits on the store (and on other bodies' group commit) while the next
+                # bodies can already be reduced on the cores it leaves idle.
+                released = False
+
+                def release() -> None:
+                    nonlocal released
                     with self._ing_lock:
-                        self._preparing -= 1
+                        if not released:
+                            released = True
+                            self._preparing -= 1
+                            self._ing_cv.notify_all()
+                try:
+                    self._ingest_group(group, release)
+                finally:
+                    release()
+                    with self._ing_lock:
                         for b in group:
                             b.done = True
                         self._ing_cv.notify_all()
@@ -393,8 +405,10 @@ class Engine:
         self._ing_queue = rest
         return group
 
-    def _ingest_group(self, group: list["_Body"]) -> None:
-        """Reduce several NDJSON bodies as one block, commit them, and set each body's result."""
+    def _ingest_group(self, group: list["_Body"], reduced: Callable[[], None] = lambda: None) -> None:
+        """Reduce several NDJSON bodies as one block, commit them, and set each body's result.
+
+        ``reduced`` is called once the block is reduced, before the commit."""
         try:
             spans = [ndjson_records(b.body) for b in group]
             offsets = np.cumsum([0, *spans])
@@ -412,6 +426,7 @@ class Engine:
                     rows = p.rows
                 items.append((rows, spans[i], None))
                 valid.append(rows.height)
+            reduced()
             counts = self.apply_many(items)
             for i, b in enumerate(group):
                 rej = col.per_body_count[i]

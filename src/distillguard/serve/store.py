@@ -1,20 +1,24 @@
 """The embedded store: what the service has acknowledged survives ``kill -9``.
 
-One DuckDB file (``STATE_DIR/state.duckdb``) with three tables:
+One DuckDB file (``STATE_DIR/state.duckdb``) with these tables:
 
-``ids(hi, lo) PRIMARY KEY``
-    The 128-bit MD5 of every accepted ``request_id`` (the values of DuckDB's
-    ``md5_number_upper/lower``, stable across versions, computed from one ``md5_number``): the
-    idempotency index. A replayed exchange conflicts here and is counted as
-    a duplicate, never twice. Two integers index about twice as fast as the id strings, and a
-    false duplicate would take a 2^-128 coincidence.
 ``chunks(seq, n, data)``
-    The accepted compact exchange rows (``features.exchange.COMPACT_COLUMNS``, ~100 bytes each),
-    one Arrow IPC blob (LZ4) per committed batch. Wide per-column inserts cost more than the
-    feature extraction itself; a blob per batch keeps the write path at index speed.
+    The accepted compact exchange rows (``features.exchange.COMPACT_COLUMNS`` with
+    ``request_id``, ~100 bytes each), one Arrow IPC blob (LZ4) per committed batch. Wide
+    per-column inserts cost more than the feature extraction itself; a blob per batch keeps the
+    write path cheap.
 ``meta(k, v)``
     Counters and transport offsets (the next line number, the last compact-stream entry applied),
     written in the same transaction as the rows they describe.
+``actions``, ``outbox``
+    The last announced action per account and undelivered webhook bodies (``webhooks``).
+
+The idempotency index is held in memory: a set of 128-bit keys of every stored ``request_id``
+(two 64-bit hashes under seeds drawn per process), rebuilt from the chunks at start-up. The
+chunks are the durable record of which ids were accepted, so the index needs no table of its
+own: a DuckDB primary-key index cost ~2/3 of every commit (its inserts, and a rewrite of the
+whole index at each checkpoint). A false duplicate would take a 2^-128 coincidence, and the
+seeds are not known in advance, so colliding ids cannot be prepared.
 
 A batch is committed in one transaction *before* the service acknowledges it, so after a crash
 an exchange is either in the store (and a resend is a duplicate) or was never acknowledged.
@@ -23,21 +27,17 @@ an exchange is either in the store (and a resend is a duplicate) or was never ac
 from __future__ import annotations
 
 import io
+import random
 import threading
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import polars as pl
 
 STORE_FILE = "state.duckdb"
 # Chunks smaller than this are merged at start-up when there are many of them.
 COMPACT_TARGET_ROWS = 200_000
-
-
-# ``md5_number_upper(x), md5_number_lower(x)`` from one digest: ``md5_number`` holds the two halves
-# in the other order (the test suite checks the identity), and hashing once costs half as much.
-_HI_LO = ("(m & 18446744073709551615::UHUGEINT)::UBIGINT AS hi, (m >> 64)::UBIGINT AS lo "
-          "FROM (SELECT md5_number(request_id) AS m FROM _dg_ids)")
 
 
 def _encode(df: pl.DataFrame) -> bytes:
@@ -61,26 +61,28 @@ class Store:
         # The store holds ids and blobs only: a small buffer pool is plenty (DuckDB's default is 80 % of RAM).
         self._con.execute(f"SET memory_limit='{memory_limit}'")
         self._lock = threading.Lock()
-        self._migrate_ids()
-        self._con.execute("CREATE TABLE IF NOT EXISTS ids (hi UBIGINT, lo UBIGINT, PRIMARY KEY (hi, lo))")
+        # Stores written before the in-memory index kept one in an ``ids`` table: the chunks
+        # hold the same ids (both were written in one transaction), so it is simply dropped.
+        self._con.execute("DROP TABLE IF EXISTS ids")
         self._con.execute("CREATE TABLE IF NOT EXISTS chunks (seq BIGINT PRIMARY KEY, n INTEGER, data BLOB)")
         self._con.execute("CREATE TABLE IF NOT EXISTS meta (k VARCHAR PRIMARY KEY, v VARCHAR)")
         self._con.execute("CREATE TABLE IF NOT EXISTS actions (account_id VARCHAR PRIMARY KEY, action VARCHAR, computed_action VARCHAR)")
         self._con.execute("CREATE TABLE IF NOT EXISTS outbox (id VARCHAR PRIMARY KEY, created BIGINT, body BLOB)")
         row = self._con.execute("SELECT coalesce(max(seq), 0) FROM chunks").fetchone()
         self._seq = int(row[0]) if row else 0
+        rng = random.SystemRandom()
+        self._seeds = (rng.getrandbits(63), rng.getrandbits(63))
+        self._ids: set[int] = set()
+        cur = self._con.execute("SELECT data FROM chunks ORDER BY seq")
+        while batch := cur.fetchmany(64):
+            for (blob,) in batch:
+                self._ids.update(self._keys(pl.read_ipc(io.BytesIO(blob), columns=["request_id"])["request_id"]).tolist())
 
-    def _migrate_ids(self) -> None:
-        """Stores written before the hashed index kept the id strings: hash them once."""
-        cols = self._con.execute("SELECT column_name FROM information_schema.columns WHERE table_name = 'ids'").fetchall()
-        if ("request_id",) not in cols:
-            return
-        self._con.execute("BEGIN TRANSACTION")
-        self._con.execute("CREATE TABLE ids_h (hi UBIGINT, lo UBIGINT, PRIMARY KEY (hi, lo))")
-        self._con.execute("INSERT INTO ids_h SELECT md5_number_upper(request_id), md5_number_lower(request_id) FROM ids")
-        self._con.execute("DROP TABLE ids")
-        self._con.execute("ALTER TABLE ids_h RENAME TO ids")
-        self._con.execute("COMMIT")
+    def _keys(self, ids: pl.Series) -> np.ndarray:
+        """128-bit key of each request id (Python ints in an object array)."""
+        a, b = self._seeds
+        h = ids.to_frame("r").select(pl.col("r").hash(seed=a).alias("hi"), pl.col("r").hash(seed=b).alias("lo"))
+        return (h["hi"].to_numpy().astype(object) << 64) | h["lo"].to_numpy().astype(object)
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -100,9 +102,8 @@ class Store:
     def counts(self) -> tuple[int, int]:
         """(accepted exchanges, chunks)."""
         with self._lock:
-            n = self._con.execute("SELECT count(*) FROM ids").fetchone()[0]
             c = self._con.execute("SELECT count(*) FROM chunks").fetchone()[0]
-        return int(n), int(c)
+            return len(self._ids), int(c)
 
     # -- writes ------------------------------------------------------------------------------
 
@@ -113,15 +114,20 @@ class Store:
         ``meta`` entries are written in the same transaction (even when no row is new).
         """
         with self._lock:
+            new, keys = rows.head(0), None
+            if rows.height:
+                keys = self._keys(rows["request_id"])
+                seen = self._ids.intersection(keys.tolist())
+                if not seen:
+                    new = rows
+                elif len(seen) < len(keys):  # a resend overlapping new rows (rare): keep the new ones
+                    fresh = ~np.isin(keys, np.array(list(seen), dtype=object))
+                    new, keys = rows.filter(pl.Series(fresh)), keys[fresh]
             con = self._con
             con.execute("BEGIN TRANSACTION")
             try:
-                new = rows.head(0)
-                if rows.height:
-                    new = self._insert_ids(rows)
                 if new.height:
-                    self._seq += 1
-                    con.execute("INSERT INTO chunks VALUES (?, ?, ?)", [self._seq, new.height, _encode(new)])
+                    con.execute("INSERT INTO chunks VALUES (?, ?, ?)", [self._seq + 1, new.height, _encode(new)])
                 for k, v in (meta or {}).items():
                     # An UPDATE of an existing key costs a quarter of an upsert (~0.8 vs ~3 ms).
                     updated = con.execute("UPDATE meta SET v = ? WHERE k = ?", [str(v), k]).fetchone()
@@ -130,41 +136,12 @@ class Store:
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
-                if new.height:
-                    self._seq -= 1
                 raise
+            # Only a committed batch enters the index.
+            if new.height:
+                self._seq += 1
+                self._ids.update(keys.tolist())
         return new
-
-    def _insert_ids(self, rows: pl.DataFrame) -> pl.DataFrame:
-        """Insert the hashes of the rows' ``request_id``; return the rows whose id was new (in a transaction).
-
-        Optimistic: a plain insert costs about half of an ``ON CONFLICT`` insert, and resends are
-        rare. When one conflicts, DuckDB aborts the transaction; it is restarted and the batch
-        goes the conflict-aware way (the caller's later statements run after this either way).
-        """
-        con = self._con
-        ids = rows.select("request_id").to_arrow()
-        con.register("_dg_ids", ids)
-        try:
-            try:
-                con.execute(f"INSERT INTO ids SELECT {_HI_LO}")
-                return rows
-            except duckdb.ConstraintException:
-                con.execute("ROLLBACK")  # (which also drops the registration)
-                con.execute("BEGIN TRANSACTION")
-                con.register("_dg_ids", ids)
-            # The returned keys are the new ones. Only when some were already there are the
-            # batch's own keys computed to tell which rows they were.
-            got = pl.DataFrame(con.execute(f"INSERT INTO ids SELECT {_HI_LO} ON CONFLICT DO NOTHING RETURNING hi, lo").fetchnumpy())
-            if got.height == rows.height:
-                return rows
-            if not got.height:
-                return rows.head(0)
-            h = pl.from_arrow(con.sql(f"SELECT {_HI_LO}").to_arrow_table())
-            keep = h.with_row_index("_k").join(got, on=["hi", "lo"], how="semi")["_k"]
-            return rows[keep]
-        finally:
-            con.unregister("_dg_ids")
 
     def load_actions(self) -> dict[str, tuple[str, str]]:
         """Last (action, computed_action) announced per account (webhooks fire on changes only)."""
