@@ -8,7 +8,7 @@ __version__ = "0.1.0"
 # Polars' allocator (jemalloc) hands freed pages back to the kernel after 0.5 s by default, and a
 # scan allocates and frees batch-sized buffers all the time: the same memory is faulted in and
 # zeroed again and again (~15 % of a scan's CPU was kernel time). Keeping freed pages for 5 s cuts
-# that kernel time by a third (1M-exchange scan: ~1.9 s of CPU, ~4 % of the wall time) for a little
+# that kernel time by a third (1M-exchange scan: 1.3–1.9 s of CPU; wall time −4 % median) for a little
 # more resident memory. jemalloc reads this once, when Polars loads; Polars appends it to its own
 # defaults, so a value the user set is kept (and read after ours, so it wins).
 if "polars" not in _sys.modules:
