@@ -4,7 +4,7 @@ Modules (each import is light; the detection stack is loaded only where it is us
 gateway plugin can be imported inside a LiteLLM proxy without Polars or DuckDB):
 
 - :mod:`.config`         ``ServeConfig``: every knob, from the CLI or a YAML file
-- :mod:`.store`          the embedded store (DuckDB): request-id index, accepted rows, offsets
+- :mod:`.store`          the embedded store (DuckDB): accepted rows, offsets; the request-id index (in memory)
 - :mod:`.engine`         ingest -> compact rows -> the scan's ``account_ticks`` + ``replay``
 - :mod:`.app`            the HTTP API (``/v1/events``, ``/v1/traces``, ``/v1/decisions``, ...)
 - :mod:`.auth`           bearer tokens with scopes from ``DISTILLGUARD_API_TOKENS``
