@@ -14,7 +14,7 @@ One DuckDB file (``STATE_DIR/state.duckdb``) with these tables:
     The last announced action per account and undelivered webhook bodies (``webhooks``).
 
 The idempotency index is held in memory: a set of 128-bit keys of every stored ``request_id``
-(two 64-bit hashes under seeds drawn per process), rebuilt from the chunks at start-up. The
+(two 64-bit hashes under seeds drawn per process), rebuilt from the chunks when they are first read. The
 chunks are the durable record of which ids were accepted, so the index needs no table of its
 own: a DuckDB primary-key index cost ~2/3 of every commit (its inserts, and a rewrite of the
 whole index at each checkpoint). A false duplicate would take a 2^-128 coincidence, and the
@@ -72,11 +72,20 @@ class Store:
         self._seq = int(row[0]) if row else 0
         rng = random.SystemRandom()
         self._seeds = (rng.getrandbits(63), rng.getrandbits(63))
-        self._ids: set[int] = set()
-        cur = self._con.execute("SELECT data FROM chunks ORDER BY seq")
-        while batch := cur.fetchmany(64):
-            for (blob,) in batch:
-                self._ids.update(self._keys(pl.read_ipc(io.BytesIO(blob), columns=["request_id"])["request_id"]).tolist())
+        # Built on first use (``_index``), or by ``load``, which decodes every chunk anyway: the
+        # service loads the store at start-up, so a restart reads each chunk once.
+        self._ids: set[int] | None = None
+
+    def _index(self) -> set[int]:
+        """The id index, built from the stored chunks the first time it is needed (under the lock)."""
+        if self._ids is None:
+            ids: set[int] = set()
+            cur = self._con.execute("SELECT data FROM chunks ORDER BY seq")
+            while batch := cur.fetchmany(64):
+                for (blob,) in batch:
+                    ids.update(self._keys(pl.read_ipc(io.BytesIO(blob), columns=["request_id"])["request_id"]).tolist())
+            self._ids = ids
+        return self._ids
 
     def _keys(self, ids: pl.Series) -> np.ndarray:
         """128-bit key of each request id (Python ints in an object array)."""
@@ -95,15 +104,18 @@ class Store:
         """All accepted compact rows (with ``request_id``), in commit order; None when empty."""
         with self._lock:
             blobs = self._con.execute("SELECT data FROM chunks ORDER BY seq").fetchall()
-        if not blobs:
-            return None
-        return pl.concat([_decode(b[0]) for b in blobs], how="vertical_relaxed")
+            if not blobs:
+                return None
+            df = pl.concat([_decode(b[0]) for b in blobs], how="vertical_relaxed")
+            if self._ids is None:
+                self._ids = set(self._keys(df["request_id"]).tolist())
+        return df
 
     def counts(self) -> tuple[int, int]:
         """(accepted exchanges, chunks)."""
         with self._lock:
             c = self._con.execute("SELECT count(*) FROM chunks").fetchone()[0]
-            return len(self._ids), int(c)
+            return len(self._index()), int(c)
 
     # -- writes ------------------------------------------------------------------------------
 
@@ -117,7 +129,7 @@ class Store:
             new, keys = rows.head(0), None
             if rows.height:
                 keys = self._keys(rows["request_id"])
-                seen = self._ids.intersection(keys.tolist())
+                seen = self._index().intersection(keys.tolist())
                 if not seen:
                     new = rows
                 elif len(seen) < len(keys):  # a resend overlapping new rows (rare): keep the new ones
@@ -140,7 +152,7 @@ class Store:
             # Only a committed batch enters the index.
             if new.height:
                 self._seq += 1
-                self._ids.update(keys.tolist())
+                self._index().update(keys.tolist())
         return new
 
     def load_actions(self) -> dict[str, tuple[str, str]]:
