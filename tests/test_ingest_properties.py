@@ -25,10 +25,10 @@ from distillguard.ingest import (
     MAX_DEPTH,
     IngestStats,
     Quarantine,
+    ndjson_records,
     parse_block,
     parse_block_slow,
     parse_ts_column,
-    ndjson_records,
     read_events,
     records_to_batch,
 )

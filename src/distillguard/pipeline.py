@@ -35,8 +35,8 @@ BUCKET_BYTES_OF_INPUT = 125_000_000
 # replay chunk's planning), which outweigh the gain on a small log (a 273 MB log: 3 buckets were
 # ~5 % slower than 1).
 SINGLE_BUCKET_BYTES = 300_000_000
-# Reduced rows held before they are written out (~100-260 B each): bounds the buffer, and
-# keeps the spill at about one file per bucket per this many rows (at least ``FLUSH_ROWS_PER_BUCKET``
+# Reduced rows held before they are written out (~100-260 B each): bounds the buffer, and keeps
+# the spill at about one file per bucket per this many rows (at least ``FLUSH_ROWS_PER_BUCKET``
 # rows a bucket on average, so that a log with many buckets does not leave thousands of tiny files).
 SPILL_FLUSH_ROWS = 400_000
 FLUSH_ROWS_PER_BUCKET = 10_000
@@ -82,10 +82,10 @@ def spill_exchanges(paths: Sequence[str], spill: Path, quarantine: Quarantine, s
     Reading batches are grouped to ``REDUCE_ROWS`` rows per reduction; reduction runs in a small
     thread pool while the next batches are parsed: Polars and Arrow release the GIL, and one
     group at a time leaves a core idle. At most ``2 * workers`` groups are in flight, which
-    bounds memory. Reduced rows are buffered and written about every
-    ``SPILL_FLUSH_ROWS`` rows (``FLUSH_ROWS_PER_BUCKET`` per bucket when that is more), one file per bucket: a file per batch and bucket would leave tens
-    of thousands of tiny files on a large log, and the global pass over them costs several GB
-    and minutes in file metadata alone.
+    bounds memory. Reduced rows are buffered and written about every ``SPILL_FLUSH_ROWS`` rows
+    (``FLUSH_ROWS_PER_BUCKET`` per bucket when that is more), one file per bucket: a file per
+    batch and bucket would leave tens of thousands of tiny files on a large log, and the global
+    pass over them costs several GB and minutes in file metadata alone.
     """
     for k in range(buckets):
         (spill / f"b{k}").mkdir(parents=True, exist_ok=True)
