@@ -3,7 +3,7 @@
 =====================================  =========  ===============================================
 ``POST /v1/events``                    ingest     JSON array or NDJSON of exchange records
 ``POST /v1/traces``                    ingest     OTLP/JSON trace export of GenAI spans
-``GET  /v1/decisions/{account_id}``    decide     the account's current decision (ASGI fast path)
+``GET  /v1/decisions/{account_id}``    decide     the account's current decision (serve/fastpath.py)
 ``GET  /v1/decisions``                 decide     all decisions (``?flagged=true``, ``?action=``)
 ``POST /v1/admin/refresh``             admin      recompute decisions now (blocks until done)
 ``GET  /healthz``                      —          liveness + counts
@@ -29,6 +29,7 @@ from starlette.concurrency import run_in_threadpool
 
 from .auth import Principal, TokenAuth
 from .engine import Engine, IngestResult
+from .fastpath import DecisionFastPath
 from .otel import otlp_to_records
 
 log = logging.getLogger("distillguard.serve")
@@ -81,7 +82,7 @@ class Service:
         return p
 
 
-def create_app(service: Service, *, start_engine: bool = True) -> "DecisionFastPath":
+def create_app(service: Service, *, start_engine: bool = True) -> DecisionFastPath:
     engine = service.engine
     cfg = engine.cfg
     metrics = engine.metrics
@@ -152,8 +153,8 @@ def create_app(service: Service, *, start_engine: bool = True) -> "DecisionFastP
             out["partialSuccess"] = {"rejectedSpans": res.rejected, "errorMessage": "spans not mappable to exchanges; see quarantine"}
         return _json(out)
 
-    # GET /v1/decisions/{account_id} is served by ``DecisionFastPath`` below (no routing, no
-    # validation layer: a dict lookup and two ASGI messages).
+    # GET /v1/decisions/{account_id} is answered in front of this app (serve/fastpath.py: no
+    # routing, no validation layer; under ``distillguard serve`` inside uvicorn's protocol).
 
     @app.get("/v1/decisions")
     async def list_decisions(request: Request, flagged: bool | None = None, action: str | None = None) -> Response:
@@ -186,61 +187,6 @@ def create_app(service: Service, *, start_engine: bool = True) -> "DecisionFastP
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
     return DecisionFastPath(app, service)
-
-
-class DecisionFastPath:
-    """ASGI wrapper answering ``GET /v1/decisions/{account_id}`` before FastAPI's router.
-
-    The hot path of every gateway call: it checks the bearer token (``decide`` scope), looks the
-    account up in the engine's published decisions and writes the pre-serialised JSON. Everything
-    else goes to the FastAPI app (attribute access is forwarded, so ``.state`` etc. still work).
-    """
-
-    PREFIX = "/v1/decisions/"
-
-    def __init__(self, app: FastAPI, service: Service):
-        self.app, self.service = app, service
-        self.engine = service.engine
-        self._found = self.engine.metrics.decision_lookups.labels("true")
-        self._missing = self.engine.metrics.decision_lookups.labels("false")
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.app, name)
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD") or not scope["path"].startswith(self.PREFIX):
-            await self.app(scope, receive, send)
-            return
-        account = scope["path"][len(self.PREFIX):]
-        status, body, extra = 200, None, []
-        auth = self.service.auth
-        if auth is not None:
-            hdr = None
-            for k, v in scope["headers"]:
-                if k == b"authorization":
-                    hdr = v.decode("latin-1")
-                    break
-            p = auth.check(hdr)
-            if p is None:
-                self.engine.metrics.auth_failures.labels("unauthenticated").inc()
-                status, body = 401, b'{"detail":"missing or invalid bearer token"}'
-                extra = [(b"www-authenticate", b'Bearer realm="distillguard"')]
-            elif not p.allows("decide"):
-                self.engine.metrics.auth_failures.labels("forbidden").inc()
-                log.warning("token %s lacks scope decide for GET %s", p.name, self.PREFIX)
-                status, body = 403, b'{"detail":"token lacks the \'decide\' scope"}'
-        if body is None:
-            body = self.engine.decisions.get(account)
-            if body is None:
-                self._missing.inc()
-                status = 404
-                body = orjson.dumps({"account_id": account, "action": "none", "known": False,
-                                     "detail": "no exchanges of this account"})
-            else:
-                self._found.inc()
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra]})
-        await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
 
 
 def build_service(cfg, auth: TokenAuth | None, *, consume: bool = True) -> Service:

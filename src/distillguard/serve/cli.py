@@ -50,6 +50,7 @@ def serve(
         import uvicorn
 
         from .app import build_service, create_app
+        from .fastpath import protocol_or_auto
     except ImportError as e:  # the `serve` extra is not installed
         typer.echo(f"serve needs the optional extra: pip install 'distillguard[serve]' ({e})", err=True)
         raise typer.Exit(2)
@@ -77,4 +78,6 @@ def serve(
                       webhook_urls=tuple(webhook_url), **kw)
     service = build_service(cfg, auth, consume=not no_consume)
     app = create_app(service)
-    uvicorn.run(app, host=host, port=port, log_level=log_level.lower(), access_log=access_log, server_header=False)
+    # decision lookups are answered inside uvicorn's HTTP protocol (serve/fastpath.py), the rest via ASGI
+    uvicorn.run(app, host=host, port=port, log_level=log_level.lower(), access_log=access_log, server_header=False,
+                http=protocol_or_auto(service))

@@ -1,0 +1,160 @@
+"""``GET /v1/decisions/{account_id}``: the gateway's per-request call, answered without routing.
+
+One function, :func:`decision_response`, decides what the answer is (token check, ``decide``
+scope, the engine's pre-serialised decision or a 404). Two front ends call it:
+
+* :class:`DecisionFastPath`, an ASGI wrapper in front of the FastAPI app: any ASGI server and the
+  test client take this path;
+* :func:`decision_protocol`, a subclass of uvicorn's httptools protocol that answers the request
+  from the parser's callbacks with one socket write, without an ASGI task. ``distillguard serve``
+  runs with it. Measured on the 2-core VM under ``hey``'s bursty 2,000 GET/s: uvicorn's ASGI
+  cycle costs ~125 µs of CPU per request by itself (a task, an event, two writes), the lookup
+  ~5–10 µs, and bursts of 20 requests queue on the one event loop (docs/serve.md).
+
+Everything else (other paths, pipelined requests behind a request still in progress) goes the
+ordinary way, so the protocol changes only how this one answer is written.
+"""
+
+from __future__ import annotations
+
+import logging
+import urllib.parse
+from typing import Any
+
+import orjson
+
+log = logging.getLogger("distillguard.serve")
+
+PREFIX = "/v1/decisions/"
+_JSON = (b"content-type", b"application/json")
+_UNAUTHENTICATED = (401, b'{"detail":"missing or invalid bearer token"}', [(b"www-authenticate", b'Bearer realm="distillguard"')])
+_FORBIDDEN = (403, b'{"detail":"token lacks the \'decide\' scope"}', [])
+
+
+def decision_response(service: Any, account: str, authorization: bytes | None) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+    """``(status, body, extra headers)`` of ``GET /v1/decisions/{account}``.
+
+    ``account`` is the path's (percent-decoded) rest after :data:`PREFIX`; ``authorization`` the
+    raw header value, or None. The body of a known account is the engine's published JSON as is.
+    """
+    engine = service.engine
+    auth = service.auth
+    if auth is not None:
+        p = auth.check(None if authorization is None else authorization.decode("latin-1"))
+        if p is None:
+            engine.metrics.auth_failures.labels("unauthenticated").inc()
+            return _UNAUTHENTICATED
+        if not p.allows("decide"):
+            engine.metrics.auth_failures.labels("forbidden").inc()
+            log.warning("token %s lacks scope decide for GET %s", p.name, PREFIX)
+            return _FORBIDDEN
+    body = engine.decisions.get(account)
+    if body is None:
+        engine.metrics.decision_lookups.labels("false").inc()
+        return 404, orjson.dumps({"account_id": account, "action": "none", "known": False,
+                                  "detail": "no exchanges of this account"}), []
+    engine.metrics.decision_lookups.labels("true").inc()
+    return 200, body, []
+
+
+class DecisionFastPath:
+    """ASGI wrapper answering ``GET /v1/decisions/{account_id}`` before FastAPI's router.
+
+    Everything else goes to the FastAPI app (attribute access is forwarded, so ``.state`` etc.
+    still work).
+    """
+
+    def __init__(self, app: Any, service: Any):
+        self.app, self.service = app, service
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.app, name)
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD") or not scope["path"].startswith(PREFIX):
+            await self.app(scope, receive, send)
+            return
+        hdr = None
+        for k, v in scope["headers"]:
+            if k == b"authorization":
+                hdr = v
+                break
+        status, body, extra = decision_response(self.service, scope["path"][len(PREFIX):], hdr)
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [_JSON, (b"content-length", str(len(body)).encode()), *extra]})
+        await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
+
+
+def decision_protocol(service: Any) -> type:
+    """A uvicorn ``http`` protocol class that writes decision answers from the parser callbacks.
+
+    Pass it as ``uvicorn.run(app, http=decision_protocol(service))``. Requires httptools (part of
+    ``uvicorn[standard]``); :func:`protocol_or_auto` falls back to ``"auto"`` without it.
+    """
+    import httptools
+    from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+    prefix = PREFIX.encode()
+
+    class DecisionProtocol(HttpToolsProtocol):
+        _fast: tuple[bytes, bool] | None = None  # (response bytes, keep-alive) of a request being read
+
+        def on_headers_complete(self) -> None:
+            method = self.parser.get_method()
+            busy = self.cycle is not None and not self.cycle.response_complete
+            # behind a request in progress, or with the client not reading: the ordinary (flow-controlled) way
+            if method not in (b"GET", b"HEAD") or busy or self.pipeline or self.flow.write_paused or self.parser.should_upgrade():
+                super().on_headers_complete()
+                return
+            raw_path = httptools.parse_url(self.url).path
+            if not raw_path.startswith(prefix):
+                super().on_headers_complete()
+                return
+            path = raw_path.decode("ascii")
+            if "%" in path:
+                path = urllib.parse.unquote(path)
+            hdr = None
+            for k, v in self.headers:
+                if k == b"authorization":
+                    hdr = v
+                    break
+            status, body, extra = decision_response(service, path[len(PREFIX):], hdr)
+            keep_alive = self.parser.get_http_version() != "1.0" and self.parser.should_keep_alive()
+            out = [STATUS_LINE[status]]
+            for name, value in (*self.server_state.default_headers, _JSON, *extra):
+                out += [name, b": ", value, b"\r\n"]
+            out += [b"content-length: ", str(len(body)).encode(), b"\r\n"]
+            if not keep_alive:
+                out.append(b"connection: close\r\n")
+            out.append(b"\r\n")
+            if method == b"GET":
+                out.append(body)
+            self._fast = (b"".join(out), keep_alive)
+            if self.access_log:
+                self.access_logger.info('%s - "%s %s HTTP/%s" %d', "%s:%d" % self.client if self.client else "-",
+                                        method.decode("ascii"), path, self.parser.get_http_version(), status)
+
+        def on_body(self, body: bytes) -> None:
+            if self._fast is None:
+                super().on_body(body)  # a GET's body, if any, is read and dropped on the fast path
+
+        def on_message_complete(self) -> None:
+            if self._fast is None:
+                super().on_message_complete()
+                return
+            data, keep_alive = self._fast
+            self._fast = None
+            self.transport.write(data)  # one write: status line, headers and body
+            if not keep_alive:
+                self.transport.close()
+            self.on_response_complete()  # counts the request, arms keep-alive, starts pipelined requests
+
+    return DecisionProtocol
+
+
+def protocol_or_auto(service: Any) -> Any:
+    """:func:`decision_protocol`, or uvicorn's ``"auto"`` where httptools is not installed."""
+    try:
+        return decision_protocol(service)
+    except ImportError:  # pragma: no cover - uvicorn without the [standard] extra
+        return "auto"
