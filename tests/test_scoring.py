@@ -87,14 +87,16 @@ def test_packaged_model_is_calibrated_in_direction():
     assert m.predict_proba(harvest)[0] > 0.9 > 0.1 > m.predict_proba(chat)[0]
 
 
-def test_predict_proba_is_bit_identical_to_the_sklearn_estimator():
+def test_predict_proba_equals_the_sklearn_estimator():
     # The scan scores with numpy (no scikit-learn import); it must be the estimator's arithmetic.
+    # Bit-identical up to scikit-learn 1.8; 1.9 evaluates the logistic differently (1 ulp on ~1 %
+    # of rows), so the check allows a few ulps. Scan and service share this function either way.
     m = AccountModel.from_json()
     rng = np.random.default_rng(3)
     X = np.vstack([rng.random((4000, len(FEATURES))), rng.normal(0, 8, (4000, len(FEATURES)))])
     df = pl.DataFrame({f"x_{f}": X[:, k] for k, f in enumerate(FEATURES)})
     expected = m.estimator().predict_proba(m.matrix(df))[:, 1]
-    np.testing.assert_array_equal(m.predict_proba(df), expected)
+    np.testing.assert_allclose(m.predict_proba(df), expected, rtol=1e-14, atol=1e-300)
 
 
 def test_linking_respects_time_and_caps_common_keys():

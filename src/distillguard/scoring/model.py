@@ -68,7 +68,8 @@ class AccountModel:
         """Probability of harvesting for each snapshot row.
 
         The same arithmetic as ``self.estimator().predict_proba(X)[:, 1]`` (a matrix product,
-        then the logistic function), bit for bit (a test checks it), without importing
+        then the logistic function), to within a few ulps (a test checks it; bit for bit up to
+        scikit-learn 1.8), without importing
         scikit-learn: that import alone costs a scan or the service's start-up ~2-3 s.
         """
         if df.height == 0:
