@@ -11,8 +11,8 @@ scope, the engine's pre-serialised decision or a 404). Two front ends call it:
   cycle costs ~125 µs of CPU per request by itself (a task, an event, two writes), the lookup
   ~5–10 µs, and bursts of 20 requests queue on the one event loop (docs/serve.md).
 
-Everything else (other paths, pipelined requests behind a request still in progress) goes the
-ordinary way, so the protocol changes only how this one answer is written.
+Everything else (other paths, a lookup pipelined behind a request still in progress, a client
+that is not reading its answers) goes the ordinary way, so the protocol changes only how this one answer is written.
 """
 
 from __future__ import annotations
@@ -29,6 +29,14 @@ PREFIX = "/v1/decisions/"
 _JSON = (b"content-type", b"application/json")
 _UNAUTHENTICATED = (401, b'{"detail":"missing or invalid bearer token"}', [(b"www-authenticate", b'Bearer realm="distillguard"')])
 _FORBIDDEN = (403, b'{"detail":"token lacks the \'decide\' scope"}', [])
+
+
+def authorization_of(headers) -> bytes | None:
+    """The ``authorization`` value of ASGI-style ``(lower-case name, value)`` header pairs, or None."""
+    for k, v in headers:
+        if k == b"authorization":
+            return v
+    return None
 
 
 def decision_response(service: Any, account: str, authorization: bytes | None) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
@@ -74,12 +82,7 @@ class DecisionFastPath:
         if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD") or not scope["path"].startswith(PREFIX):
             await self.app(scope, receive, send)
             return
-        hdr = None
-        for k, v in scope["headers"]:
-            if k == b"authorization":
-                hdr = v
-                break
-        status, body, extra = decision_response(self.service, scope["path"][len(PREFIX):], hdr)
+        status, body, extra = decision_response(self.service, scope["path"][len(PREFIX):], authorization_of(scope["headers"]))
         await send({"type": "http.response.start", "status": status,
                     "headers": [_JSON, (b"content-length", str(len(body)).encode()), *extra]})
         await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
@@ -113,12 +116,7 @@ def decision_protocol(service: Any) -> type:
             path = raw_path.decode("ascii")
             if "%" in path:
                 path = urllib.parse.unquote(path)
-            hdr = None
-            for k, v in self.headers:
-                if k == b"authorization":
-                    hdr = v
-                    break
-            status, body, extra = decision_response(service, path[len(PREFIX):], hdr)
+            status, body, extra = decision_response(service, path[len(PREFIX):], authorization_of(self.headers))
             keep_alive = self.parser.get_http_version() != "1.0" and self.parser.should_keep_alive()
             out = [STATUS_LINE[status]]
             for name, value in (*self.server_state.default_headers, _JSON, *extra):
