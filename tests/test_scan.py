@@ -354,3 +354,33 @@ def test_an_agents_tool_loop_is_one_task_while_repeated_sampling_counts_every_ca
     acc = _accounts(tmp_path / "scan")
     assert acc["acct_sampler"]["flagged"] == "true", acc["acct_sampler"]
     assert acc["acct_agent"]["flagged"] == "false", acc["acct_agent"]
+
+
+def test_the_learned_layer_alone_throttles_at_most_and_a_rule_is_needed_to_suspend(tmp_path):
+    """300 sustained, output-maximising, benchmark-shaped asks: with the packaged rules
+    (capability sweep, output-maximising shape) the account is suspended. With no rules at all
+    the same scores come from the learned layer alone, and the policy stops at ``throttle``
+    (``model_only_max``) unless a provider's policy lets the model suspend on its own."""
+    t0 = _ms("2026-11-02T00:00:00Z")
+    rows = [{"request_id": f"r-{i}", "ts": t0 + i * 30_000, "account_id": "acct_mo", "model": "frontier-large",
+             "n": 4, "max_tokens": 16384, "logprobs": True, "top_logprobs": 10,
+             "prompt": f"Question {i}: what is {i} * {i + 7} + {3 * i}?", "input_tokens": 40, "output_tokens": 900, "status": 200}
+            for i in range(300)]
+    log = tmp_path / "events.jsonl"
+    log.write_bytes(b"\n".join(orjson.dumps(r) for r in rows) + b"\n")
+    no_rules = tmp_path / "no-rules"
+    no_rules.mkdir()
+
+    scan([str(log)], tmp_path / "ruled", show_progress=False)
+    ruled = _accounts(tmp_path / "ruled")["acct_mo"]
+    assert ruled["action"] == "suspend" and "capability_sweep" in ruled["reasons"]
+
+    scan([str(log)], tmp_path / "model", show_progress=False, rules_dir=no_rules)
+    model = _accounts(tmp_path / "model")["acct_mo"]
+    assert float(model["score"]) >= 0.93 and model["reasons"].startswith("model:")
+    assert model["action"] == "throttle" and model["flagged"] == "true"
+    assert model["first_flagged_ts"] == ruled["first_flagged_ts"]  # the cap changes the action, not when it flags
+
+    (tmp_path / "policy.yaml").write_text("model_only_max: suspend\n")
+    scan([str(log)], tmp_path / "model-suspends", show_progress=False, rules_dir=no_rules, policy_path=tmp_path / "policy.yaml")
+    assert _accounts(tmp_path / "model-suspends")["acct_mo"]["action"] == "suspend"

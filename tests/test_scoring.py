@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import polars as pl
 
 from distillguard.features.account import FEATURES
@@ -57,7 +58,18 @@ def test_policy_from_yaml(tmp_path):
     p = Policy.from_yaml(f)
     assert p.challenge == 0.7 and p.allow_accounts == {"acct_1"} and p.allow_orgs == {"org_9"} and p.min_events_suspend == 10
     assert p.sustain_minutes == 30 and p.few_events_min == 6 and p.few_events_score == 0.99 and p.few_events_extract == 0.8
-    assert p.burst_per_minute == 3
+    assert p.burst_per_minute == 3 and p.model_only_max == "throttle"
+    f.write_text("model_only_max: challenge\n")
+    assert Policy.from_yaml(f).model_only_max == "challenge"
+
+
+def test_policy_caps_the_learned_layer_alone_below_suspend():
+    lvl = np.array([0, 1, 2, 3, 4], dtype=np.int8)
+    assert Policy().model_only(lvl).tolist() == [0, 1, 2, 3, 3]
+    assert Policy(model_only_max="suspend").model_only(lvl).tolist() == lvl.tolist()
+    assert Policy(model_only_max="monitor").model_only(lvl).tolist() == [0, 1, 1, 1, 1]
+    with pytest.raises(ValueError, match="model_only_max"):
+        Policy(model_only_max="ban")
 
 
 def test_fit_respects_sign_constraints_and_round_trips(tmp_path):

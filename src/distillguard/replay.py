@@ -163,9 +163,11 @@ def _account_pass(ticks: pl.DataFrame, attrs: pl.DataFrame, model: AccountModel,
     # The few-events tier reads extraction asks, as propagation does.
     lvl = policy.evidence_gate(lvl, own, n_arr, snaps.select(asks_share()).to_series().to_numpy())
     # A reviewed rule is specific evidence and acts at once; the learned layer's verdict alone
-    # on a burst waits until the account has been observed for the policy's sustain span.
+    # on a burst waits until the account has been observed for the policy's sustain span, and
+    # never goes past the policy's ``model_only_max`` (suspension needs a rule).
     ruled = f_cum.any(axis=1) | (f_win.any(axis=1) & w_ok)
-    lvl = np.where(ruled, lvl, policy.sustained(snaps["tick"].to_numpy(), snaps["first_seen"].to_numpy(), lvl, n_arr))
+    lvl = np.where(ruled, lvl, policy.model_only(
+        policy.sustained(snaps["tick"].to_numpy(), snaps["first_seen"].to_numpy(), lvl, n_arr)))
     snaps = snaps.with_columns(pl.Series("own", own), pl.Series("lvl", lvl)).with_row_index("_row")
 
     own_flag = snaps.filter(pl.col("lvl") >= 2).group_by("account_id").agg(pl.col("tick").min().alias("t_own"))

@@ -17,6 +17,14 @@ over in minutes (a one-off benchmark run, a batch job) harvests little and is th
 false alarm. A person pasting a few exam items with "show every step" in ten minutes and
 leaving is not a burst, and is exactly what a thin campaign's accounts look like.
 
+The learned layer alone (no reviewed rule fired for the account) acts at most up to
+``model_only_max`` (``throttle``): suspension is the one action that takes a paying customer's
+service away, and it needs evidence an analyst can point to, a rule. A cluster's verdict already
+reaches its members only through a cluster rule (``replay``); this is the same principle for an
+account's own verdict. The commonest case it spares is an hours-long benchmark run (single-turn,
+large outputs, log-probabilities), which a statistical model cannot tell from a harvest by its
+request shapes alone; throttling still caps what a real harvester gets.
+
 Allow-listed accounts and organisations are capped at ``monitor``: they stay visible to
 analysts but are never enforced automatically.
 """
@@ -48,6 +56,7 @@ class Policy:
     few_events_extract: float = 0.8
     sustain_minutes: float = 15.0
     burst_per_minute: float = 2.0  # the hold is for bursts: a person types fewer prompts a minute
+    model_only_max: str = "throttle"  # strongest action of the learned layer alone (no rule fired)
     allow_accounts: set[str] = field(default_factory=set)
     allow_orgs: set[str] = field(default_factory=set)
 
@@ -66,9 +75,18 @@ class Policy:
             few_events_extract=float(d.get("few_events_extract", 0.8)),
             sustain_minutes=float(d.get("sustain_minutes", 15.0)),
             burst_per_minute=float(d.get("burst_per_minute", 2.0)),
+            model_only_max=str(d.get("model_only_max", "throttle")),
             allow_accounts=set(map(str, allow.get("accounts", []) or [])),
             allow_orgs=set(map(str, allow.get("orgs", []) or [])),
         )
+
+    def __post_init__(self) -> None:
+        if self.model_only_max not in ACTION_LEVEL:
+            raise ValueError(f"model_only_max must be one of {', '.join(ACTIONS)}, not {self.model_only_max!r}")
+
+    def model_only(self, lvl: np.ndarray) -> np.ndarray:
+        """Cap levels decided by the learned layer alone (no rule fired) at ``model_only_max``."""
+        return np.minimum(lvl, ACTION_LEVEL[self.model_only_max]).astype(lvl.dtype)
 
     def levels(self, score: np.ndarray, events: np.ndarray, allowed: np.ndarray | None = None) -> np.ndarray:
         """Action level (index into ``ACTIONS``) per row, vectorised."""
