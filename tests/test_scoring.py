@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import polars as pl
+import pytest
 
 from distillguard.features.account import FEATURES
 from distillguard.features.linking import components_at, link_pairs

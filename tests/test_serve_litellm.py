@@ -27,6 +27,8 @@ from distillguard.serve.config import ServeConfig  # noqa: E402
 from serve_util import (H_ADMIN, H_DECIDE, H_INGEST, TOKENS, env_with_tokens, free_port, lines_of,  # noqa: E402
                         sim_and_scan)
 
+PROXY_PATH = os.environ.get("DISTILLGUARD_LITELLM_PYTHONPATH")  # a `pip install --target` dir holding litellm[proxy]
+
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory):
@@ -138,7 +140,7 @@ def test_logger_records_follow_the_contract(service):
     assert orjson.loads(service.engine.decisions["acct_gw"])["events"] == 2  # call-123 once, call-124
 
 
-@pytest.mark.skipif(not lp.HAVE_LITELLM and not os.environ.get("DISTILLGUARD_LITELLM_PYTHONPATH"), reason="litellm not installed")
+@pytest.mark.skipif(not lp.HAVE_LITELLM and not PROXY_PATH, reason="litellm not installed")
 def test_plugin_classes_are_litellm_hooks():
     # In a process of its own: LiteLLM may live apart (DISTILLGUARD_LITELLM_PYTHONPATH, see below).
     code = ("from distillguard.serve import litellm_plugin as lp\n"
@@ -147,16 +149,13 @@ def test_plugin_classes_are_litellm_hooks():
             "assert lp.HAVE_LITELLM\n"
             "assert issubclass(lp.DistillGuardGuardrail, CustomGuardrail) and issubclass(lp.DistillGuardLogger, CustomLogger)\n")
     src = str(Path(lp.__file__).resolve().parents[2])
-    path = os.pathsep.join(p for p in (os.environ.get("DISTILLGUARD_LITELLM_PYTHONPATH"), src) if p)
+    path = os.pathsep.join(p for p in (PROXY_PATH, src) if p)
     r = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": path, "LITELLM_LOCAL_MODEL_COST_MAP": "True"},
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
 
 
 # -- a real LiteLLM proxy on loopback ---------------------------------------------------------------
-
-PROXY_PATH = os.environ.get("DISTILLGUARD_LITELLM_PYTHONPATH")  # a `pip install --target` dir holding litellm[proxy]
-
 
 def _proxy_available() -> bool:
     # A directory named but empty is a broken set-up (.ci/run installs it there): the test runs and fails.
