@@ -384,3 +384,24 @@ def test_the_learned_layer_alone_throttles_at_most_and_a_rule_is_needed_to_suspe
     (tmp_path / "policy.yaml").write_text("model_only_max: suspend\n")
     scan([str(log)], tmp_path / "model-suspends", show_progress=False, rules_dir=no_rules, policy_path=tmp_path / "policy.yaml")
     assert _accounts(tmp_path / "model-suspends")["acct_mo"]["action"] == "suspend"
+
+
+def test_the_floor_benchmark_times_the_rows_the_scan_accepts_and_adds_up(traffic, tmp_path):
+    """``bench/bench_scan_floor.py`` parses exactly the rows a scan accepts (bad lines are
+    quarantined there too) and its floor is its parts added up as documented."""
+    lines = open(traffic / "events.jsonl", "rb").read().splitlines()[:2000]
+    log = tmp_path / "dirty.jsonl"
+    log.write_bytes(b"\n".join(lines + [b"{not json", b'{"request_id": 5}'] + lines[:20]) + b"\n")
+    s = scan([str(log)], tmp_path / "scan", show_progress=False)
+    out = tmp_path / "floor.json"
+    bench = Path(__file__).resolve().parents[1] / "bench" / "bench_scan_floor.py"
+    subprocess.run([sys.executable, str(bench), "--log", str(log), "--runs", "1", "--cores", "2",
+                    "--summary", str(tmp_path / "scan" / "summary.json"), "--out", str(out)],
+                   check=True, capture_output=True)
+    f = json.loads(out.read_text())
+    assert f["rows"] == s["records_read"] - s["quarantined"] == len(lines) + 20
+    cpu = f["cpu_s_median"]
+    assert set(cpu) == {"bare", "arrow_json", "strict_parse", "exchange_features"} and all(v >= 0 for v in cpu.values())
+    after = sum(v for k, v in s["stage_seconds"].items() if k != "reading + exchange signals")
+    assert f["after_reading_s"] == pytest.approx(after, abs=0.02)
+    assert f["floor_s"] == pytest.approx((cpu["strict_parse"] + cpu["exchange_features"]) / 2 + after, abs=0.03)
