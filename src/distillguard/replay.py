@@ -17,7 +17,7 @@ import numpy as np
 import polars as pl
 import xxhash
 
-from .features.account import SUM_COLUMNS, asks_share, derive, snapshots, tick_aggregates
+from .features.account import SUM_COLUMNS, VOLUME_COLUMNS, VOLUME_WINDOW_MS, asks_share, derive, snapshots, tick_aggregates
 from .features.linking import LinkGraph, link_pairs
 from .scoring.model import AccountModel
 from .scoring.policy import Policy
@@ -30,6 +30,9 @@ MODEL_REASON_MIN = 0.4  # log-odds a feature must add before it is named as a re
 class ReplayConfig:
     tick_ms: int = 60_000
     window_ms: int = 3_600_000
+    # The span over which volume is counted (``features.account.VOLUME_COLUMNS``): a day, so a
+    # big account's risk does not grow with the length of the log.
+    volume_window_ms: int = VOLUME_WINDOW_MS
     cluster_every_ms: int = 900_000
     min_window_events: int = 20
     # A linked account inherits its cluster's verdict only with some evidence of its own (mostly
@@ -54,6 +57,9 @@ class ReplayConfig:
     # Cluster epochs before this event time are not replayed (the online service sets it to its
     # replay horizon; the batch scan replays everything).
     cluster_since_ms: int | None = None
+
+
+DAY_COLUMNS = [f"d_{c}" for c in VOLUME_COLUMNS]  # trailing-day sums a cluster adds up like the running ones
 
 
 def _noisy_or(p: np.ndarray, fired: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -86,7 +92,7 @@ def _reasons(fired_row: np.ndarray, active: list[Rule], contrib_row: np.ndarray,
 
 def account_snapshots(ticks: pl.DataFrame, cfg: ReplayConfig) -> pl.DataFrame:
     """Every account's running and trailing-window features at each tick it was active."""
-    snaps = derive(derive(snapshots(tick_aggregates(ticks), cfg.window_ms)), prefix="w_")
+    snaps = derive(derive(snapshots(tick_aggregates(ticks), cfg.window_ms, cfg.volume_window_ms)), prefix="w_")
     # The window's raw sums are spent once its features are derived (only its size and its
     # tool-loop repeats, for ``evidence``, are used again): dropping them cuts the replay's
     # largest frame by about a quarter.
@@ -188,7 +194,7 @@ def _account_pass(ticks: pl.DataFrame, attrs: pl.DataFrame, model: AccountModel,
         reasons.append(";".join(rs))
     summary = last.drop("_imax").with_columns(pl.Series("own_reasons", reasons, dtype=pl.String)).join(
         own_flag, on="account_id", how="left")
-    state_cols = ["account_id", "tick", "first_seen", "created", "own", *SUM_COLUMNS]
+    state_cols = ["account_id", "tick", "first_seen", "created", "own", *SUM_COLUMNS, *DAY_COLUMNS]
     # A cluster epoch E reads each member's latest state at or before E, and epochs fall on
     # multiples of ``cluster_every_ms``: only an account's last tick in each (E - step, E] can
     # ever be read, so only those are kept (15x fewer rows for an account active every minute).
@@ -393,7 +399,7 @@ def _cluster_epochs(items: list[tuple[int, np.ndarray, np.ndarray]], accounts: l
     if now.height == 0:
         return out
     csum = now.group_by("tick", "label").agg(
-        [pl.col(c).sum() for c in SUM_COLUMNS] + [pl.col("first_seen").min(), pl.col("created").min(), pl.len().alias("members")]
+        [pl.col(c).sum() for c in (*SUM_COLUMNS, *DAY_COLUMNS)] + [pl.col("first_seen").min(), pl.col("created").min(), pl.len().alias("members")]
     )
     csum = derive(csum)
     c_score, c_fired, c_active = _score_block(csum, model, rules, "cluster", "x_", "n")
@@ -447,8 +453,10 @@ def fold_before(ticks: pl.DataFrame, horizon: int) -> pl.DataFrame:
 
     Running sums after the horizon are unchanged (the folded row carries the account's history
     at its last old tick), so decisions after the horizon see the same account totals; only the
-    trailing window of the first hour after the horizon reaches back into the folded row. This
-    bounds the online service's replay by its horizon instead of by everything it ever saw.
+    trailing windows reach back into the folded row, for decisions less than a window after the
+    horizon: the hour's (``window_ms``) and the day's over which volume is counted
+    (``volume_window_ms``), which there count the whole history. This bounds the online
+    service's replay by its horizon instead of by everything it ever saw.
     """
     old = ticks.filter(pl.col("tick") < horizon)
     if old.height == 0:

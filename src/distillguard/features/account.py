@@ -27,8 +27,32 @@ def tick_aggregates(ticks: pl.DataFrame) -> pl.DataFrame:
     return ticks.with_columns([pl.col(c).cast(pl.Float64) for c in SUM_COLUMNS]).sort(["account_id", "tick"])
 
 
-def snapshots(ticks: pl.DataFrame, window_ms: int) -> pl.DataFrame:
-    """Running sums per account at each of its ticks, plus trailing-window sums (prefix ``w_``).
+# Sums also kept over a trailing day (prefix ``d_``): what the volume feature ``log_extract`` counts.
+# Every other feature of the running sums is a share or a rate, which does not grow with the
+# length of the log; a count does, so a big router or app back-end would look riskier in a
+# month's log than in a day's for no change in behaviour. A day is also the span of the logs the
+# learned layer was fitted on, so on a log of up to a day the two are the same.
+VOLUME_COLUMNS = ("extract", "new_exact")
+VOLUME_WINDOW_MS = 86_400_000
+
+
+def _window_sums(cum: pl.DataFrame, columns, window_ms: int, out: str) -> pl.DataFrame:
+    """``cum`` (sorted by account, then tick) with ``out + c``: running sum now minus the running
+    sum at the account's last tick <= T - window."""
+    past = cum.select(
+        "account_id",
+        (pl.col("tick") + window_ms).alias("tick"),
+        *[pl.col(c).alias(f"_p_{c}") for c in columns],
+    ).sort(["account_id", "tick"])
+    joined = cum.join_asof(past, on="tick", by="account_id", strategy="backward", check_sortedness=False)
+    return joined.with_columns(
+        [(pl.col(c) - pl.col(f"_p_{c}").fill_null(0.0)).alias(out + c) for c in columns]
+    ).drop([f"_p_{c}" for c in columns])
+
+
+def snapshots(ticks: pl.DataFrame, window_ms: int, volume_window_ms: int = VOLUME_WINDOW_MS) -> pl.DataFrame:
+    """Running sums per account at each of its ticks, plus trailing-window sums (prefix ``w_``)
+    and trailing-day sums of ``VOLUME_COLUMNS`` (prefix ``d_``, over ``volume_window_ms``).
 
     ``ticks`` must be sorted by account, then tick, as ``tick_aggregates`` returns them.
 
@@ -44,16 +68,8 @@ def snapshots(ticks: pl.DataFrame, window_ms: int) -> pl.DataFrame:
             pl.col("created").cum_min().over("_run").alias("created"),
         ]
     ).drop("_run")
-    # Window sums: running sum now minus the running sum at the last tick <= T - window.
-    past = cum.select(
-        "account_id",
-        (pl.col("tick") + window_ms).alias("tick"),
-        *[pl.col(c).alias(f"_p_{c}") for c in SUM_COLUMNS],
-    ).sort(["account_id", "tick"])
-    joined = cum.sort(["account_id", "tick"]).join_asof(past, on="tick", by="account_id", strategy="backward", check_sortedness=False)
-    return joined.with_columns(
-        [(pl.col(c) - pl.col(f"_p_{c}").fill_null(0.0)).alias(f"w_{c}") for c in SUM_COLUMNS]
-    ).drop([f"_p_{c}" for c in SUM_COLUMNS])
+    cum = cum.sort(["account_id", "tick"])
+    return _window_sums(_window_sums(cum, SUM_COLUMNS, window_ms, "w_"), VOLUME_COLUMNS, volume_window_ms, "d_")
 
 
 FEATURES = [
@@ -77,6 +93,9 @@ def derive(df: pl.DataFrame, prefix: str = "", now_col: str = "tick") -> pl.Data
     Returns ``df`` with one column per name in ``FEATURES`` (prefixed ``prefix + "x_"``).
     """
     c = lambda name: pl.col(prefix + name)  # noqa: E731
+    # The running features count volume over the trailing day (see ``VOLUME_COLUMNS``) when the
+    # frame carries those sums; a window's own sums are bounded already.
+    vol = (lambda name: pl.col("d_" + name)) if not prefix and "d_extract" in df.columns else c  # noqa: E731
     n = c("n").clip(lower_bound=1.0)
     hours = ((pl.col(now_col) - pl.col("first_seen")) / 3_600_000).clip(lower_bound=1.0)
     active_hours = c("new_hour").clip(lower_bound=1.0)
@@ -116,9 +135,10 @@ def derive(df: pl.DataFrame, prefix: str = "", now_col: str = "tick") -> pl.Data
         "lang_spread": (pl.col("new_script") - 1).clip(lower_bound=0.0) / 3.0,
         "tools_share": c("tools") / n,
         "extract_share": c("extract") / text,
-        # Coverage: how many *new*, extraction-shaped prompts so far. Volume alone is not risk
-        # (routers and app back-ends are big); volume of novel extraction asks is harvesting.
-        "log_extract": pl.min_horizontal(c("extract"), c("new_exact")).log1p(),
+        # Coverage: how many *new*, extraction-shaped prompts in the trailing day. Volume alone is
+        # not risk (routers and app back-ends are big); volume of novel extraction asks is
+        # harvesting, at a rate, not summed over however long the log happens to be.
+        "log_extract": pl.min_horizontal(vol("extract"), vol("new_exact")).log1p(),
         # How many asks for the whole, unedited reasoning trace (per hour in the window). A
         # count, not a share: a harvester hidden in a reseller's traffic is a small share of
         # a large stream, but no ordinary stream of users asks for raw traces several times an hour.
