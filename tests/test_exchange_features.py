@@ -274,3 +274,24 @@ def test_bounded_series_equals_the_bounded_expression(values):
     want = s.to_frame().select(text.bounded(pl.col("t"))).to_series()
     assert text.bounded_series(s).to_list() == want.to_list()
     assert s.to_list() == values  # the input is not modified
+
+
+def test_a_request_carries_context_when_its_input_outgrows_its_own_texts():
+    """``f_ctx``: input tokens beyond what the prompt and system prompt can hold (earlier turns,
+    documents, tool definitions); a bare question, in any script, does not; unknown stays null.
+    ``marks.single_turn`` reads it only where the log records no turn."""
+    from distillguard.features.marks import single_turn
+
+    cjk = "请详细解释光合作用的每一个步骤以及其中涉及的化学反应。" * 10  # 270 characters, 810 bytes
+    out = exchange_features(batch([
+        {"prompt": "What is the capital of France?", "input_tokens": 14},
+        {"prompt": "And of Italy?", "input_tokens": 900},  # a second turn, history included
+        {"prompt": cjk, "input_tokens": 300},  # ~1 token a character: still bare
+        {"prompt": "Summarise.", "system_prompt": "x " * 400, "input_tokens": 420},  # the system prompt accounts for it
+        {"prompt": "Hi", "input_tokens": None},
+        {"prompt": None, "prompt_sha256": "ab" * 32, "input_tokens": 5000},
+    ]))
+    assert out["f_ctx"].to_list() == [False, True, False, False, None, None]
+    single = out.with_columns(pl.Series("turn", [None, None, None, 2, None, 1], dtype=pl.Int64)).select(single_turn())
+    # turn wins where recorded; otherwise context decides; unknown counts as single, as before.
+    assert single.to_series().to_list() == [True, False, True, False, True, True]

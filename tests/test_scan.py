@@ -431,3 +431,26 @@ def test_a_steady_account_is_judged_the_same_on_a_day_and_on_five_days_of_log(tm
         scores[days] = float(acc["score"])
     assert scores[1] > 0.001  # (the volume feature does contribute)
     assert scores[5] == pytest.approx(scores[1], abs=1e-4)
+
+
+def test_a_log_without_turns_judges_multi_turn_traffic_by_its_carried_context(tmp_path):
+    """A gateway log may record no ``turn``. Treating every request as single-turn would make a
+    router's chat sessions look like a script's independent asks; a request whose input tokens
+    carry earlier turns is counted as a continuation instead, so the account scores as it does
+    in a log that records turns."""
+    t0 = _ms("2026-11-02T00:00:00Z")
+    rows = []
+    for s in range(400):  # sessions of four turns, history carried in the input tokens
+        for t in range(4):
+            i = 4 * s + t
+            rows.append({"request_id": f"r-{i}", "ts": t0 + i * 20_000, "account_id": "acct_router", "model": "frontier-large",
+                         "prompt": (f"Solve: what is the value of {s} * 7?" if t == 0 else f"Why is step {t} of case {s} right? Explain."),
+                         "conversation_id": f"c-{s}", "turn": t + 1, "input_tokens": 20 + 400 * t, "output_tokens": 350, "status": 200})
+    scores = {}
+    for name, keep in (("turns", True), ("no-turns", False)):
+        log = tmp_path / f"{name}.jsonl"
+        log.write_bytes(b"\n".join(orjson.dumps(r if keep else {k: v for k, v in r.items() if k not in ("turn", "conversation_id")})
+                                   for r in rows) + b"\n")
+        scan([str(log)], tmp_path / name, show_progress=False)
+        scores[name] = float(_accounts(tmp_path / name)["acct_router"]["score"])
+    assert scores["no-turns"] == pytest.approx(scores["turns"], abs=1e-4)

@@ -62,3 +62,15 @@ def test_a_store_with_the_former_ids_table_opens_with_its_ids_refused(tmp_path):
     con = duckdb.connect(str(tmp_path / store_mod.STORE_FILE))
     assert con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'ids'").fetchone()[0] == 0
     con.close()
+
+
+def test_chunks_written_before_a_compact_column_existed_still_load(tmp_path):
+    """A state directory from before ``f_ctx`` was added: its chunks lack the column, newer ones
+    have it; loading reads the old rows' value as null (which the marks treat as before)."""
+    st = Store(tmp_path)
+    st.commit(_rows(["r1", "r2"]))
+    st.commit(_rows(["r3"]).with_columns(pl.lit(True).alias("f_ctx")))
+    df = st.load()
+    assert df["request_id"].to_list() == ["r1", "r2", "r3"]
+    assert df["f_ctx"].to_list() == [None, None, True]
+    st.close()

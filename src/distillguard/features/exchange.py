@@ -21,11 +21,17 @@ from . import text
 
 HIGH_EFFORT = ["high", "xhigh", "max", "maximum"]
 TOP_LOGPROBS_DISTRIBUTION = 5  # alternatives per token beyond what a confidence score needs
+# A request "carries context" when its input tokens exceed what its own texts can account for:
+# at most ~1 token per 1.5 UTF-8 bytes (CJK ~1 token a character, 3 bytes; English ~4 bytes a
+# token), plus a margin for the chat format. The rest is earlier turns, documents or tool
+# definitions: not the bare, independent question a harvesting script sends.
+CTX_TOKENS_PER_BYTE = 2 / 3
+CTX_MARGIN_TOKENS = 64
 
 COMPACT_COLUMNS = [
     "request_id", "account_id", "ts", "_source", "_line",
     "created", "pf", "dom", "ipnet", "asn", "ua", "org", "model",
-    "conv", "turn", "has_text",
+    "conv", "turn", "has_text", "f_ctx",
     "f_reason", "f_maxout", "f_rubric", "f_exam", "f_code", "f_fmt", "f_trace", "script",
     "max_tokens", "n", "f_logprobs", "f_effort", "temperature", "tools", "out_tok", "reason_tok", "f_trunc",
     "h_exact", "h_pre", "h_suf", "b0", "b1", "b2",
@@ -69,6 +75,9 @@ def _meta_exprs() -> tuple:
         pl.col("conversation_id").hash(seed=9).alias("conv"),
         "turn",
         prompt.is_not_null().alias("has_text"),
+        # (Null when unknown: no token count, or no prompt text to compare it with.)
+        (pl.col("input_tokens") > (prompt.str.len_bytes() + pl.col("system_prompt").str.len_bytes().fill_null(0))
+         * CTX_TOKENS_PER_BYTE + CTX_MARGIN_TOKENS).alias("f_ctx"),
         "max_tokens", "n",
         # The token distribution, not a confidence score: a classifier reads its label's
         # probability from the top 1-3 alternatives; logit distillation asks for as many as the

@@ -55,13 +55,21 @@ def mark(df: pl.DataFrame, tick_ms: int) -> pl.DataFrame:
         _first(pl.col("_hour") % 24).alias("new_hod"),
         _first("script").alias("new_script"),
         pl.when(same_acct).then(pl.col("ts") - pl.col("ts").shift(1)).alias("dt"),
-        (pl.col("turn").fill_null(1) <= 1).alias("single"),
+        single_turn().alias("single"),
         (pl.col("n").fill_null(1) > 1).alias("multi_n"),
         (pl.col("max_tokens").fill_null(0) >= 8000).alias("big_max"),
         (pl.col("tools").fill_null(0) > 0).alias("has_tools"),
         (pl.col("script") > 0).alias("non_latin"),
         (pl.col("f_reason") | pl.col("f_maxout") | pl.col("f_rubric") | pl.col("f_exam")).alias("extract"),
     )
+
+
+def single_turn() -> pl.Expr:
+    """An independent, bare request: the first turn by the log's ``turn``; where the log does not
+    say, one that carries no context beyond its own texts (``f_ctx``; a request of unknown size
+    counts as single, as a request with no turn always did). Logs that record no turns at all
+    would otherwise make every router's and agent's multi-turn traffic look single-turn."""
+    return pl.when(pl.col("turn").is_not_null()).then(pl.col("turn") <= 1).otherwise(~pl.col("f_ctx").fill_null(False))
 
 
 def _i(e: pl.Expr) -> pl.Expr:

@@ -106,7 +106,8 @@ class Store:
             blobs = self._con.execute("SELECT data FROM chunks ORDER BY seq").fetchall()
             if not blobs:
                 return None
-            df = pl.concat([_decode(b[0]) for b in blobs], how="vertical_relaxed")
+            # (Diagonal: chunks written before a compact column was added lack it; it reads as null.)
+            df = pl.concat([_decode(b[0]) for b in blobs], how="diagonal_relaxed")
             if self._ids is None:
                 self._ids = set(self._keys(df["request_id"]).tolist())
         return df

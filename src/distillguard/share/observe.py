@@ -19,6 +19,7 @@ from typing import Sequence
 import polars as pl
 
 from ..features.exchange import exchange_features
+from ..features.marks import single_turn
 from ..ingest import IngestStats, Quarantine, expand_inputs, read_events
 from .keys import canonical
 from .signature import band_keys_batch
@@ -35,7 +36,7 @@ BEHAVIOUR_DIMS = (
     "rubric",     # grading / preference-judging request
     "exam",       # exam- or benchmark-shaped content
     "code",       # code request
-    "single",     # first (or only) turn of a conversation
+    "single",     # first (or only) turn of a conversation (``features.marks.single_turn``)
     "multi_n",    # n > 1 completions in one call
     "logprobs",   # log-probabilities asked for
     "effort",     # high reasoning effort asked for
@@ -70,7 +71,7 @@ def observe_batch(batch) -> pl.DataFrame:
     flags = ex.select(
         pl.col("f_reason").alias("reason"), pl.col("f_maxout").alias("maxout"), pl.col("f_rubric").alias("rubric"),
         pl.col("f_exam").alias("exam"), pl.col("f_code").alias("code"),
-        ((pl.col("turn").is_null()) | (pl.col("turn") <= 1)).alias("single"),
+        single_turn().alias("single"),
         (pl.col("n").fill_null(1) > 1).alias("multi_n"),
         pl.col("f_logprobs").alias("logprobs"), pl.col("f_effort").alias("effort"),
         (pl.col("max_tokens").fill_null(0) >= LONG_OUT_TOKENS).alias("long_out"),
