@@ -408,16 +408,16 @@ def test_the_floor_benchmark_times_the_rows_the_scan_accepts_and_adds_up(traffic
 
 
 def test_a_steady_account_is_judged_the_same_on_a_day_and_on_five_days_of_log(tmp_path):
-    """A big, steady, single-turn stream (every fifth prompt a word problem: exam-shaped, as a
-    router's or an app's users send) must not look riskier because the log is longer: the
-    learned layer's volume feature counts the trailing day, so the score at the end of a five-day
+    """A big, steady, single-turn stream (four prompts in five are word problems: exam-shaped,
+    so the learned layer's volume feature counts) must not look riskier because the log is
+    longer: the volume feature counts the trailing day, so the score at the end of a five-day
     log equals the score at the end of its first day."""
     t0 = _ms("2026-11-02T00:00:00Z")
 
     def rows(days: int) -> list[dict]:
         return [{"request_id": f"r-{i}", "ts": t0 + i * 120_000, "account_id": "acct_steady", "model": "frontier-large",
                  "max_tokens": 1024, "input_tokens": 40, "output_tokens": 300, "status": 200,
-                 "prompt": (f"Solve: what is the value of {i} * 7 + {i % 13}?" if i % 5 == 0
+                 "prompt": (f"Solve: what is the value of {i} * 7 + {i % 13}?" if i % 5 != 4
                             else f"Suggest a friendly name for shop number {i} on our high street.")}
                 for i in range(720 * days)]
 

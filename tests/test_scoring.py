@@ -130,7 +130,9 @@ def test_linking_respects_time_and_caps_common_keys():
 def test_volume_is_counted_over_a_trailing_day_so_a_longer_log_does_not_raise_risk():
     """``log_extract`` is the learned layer's one count: it reads the trailing day's sums
     (``d_``), so an account with a steady behaviour has the same value on day 1 and on day 5,
-    while the running sums keep growing; a log shorter than a day counts everything."""
+    while the running sums keep growing; a log shorter than a day counts everything. It counts
+    novel extraction-shaped prompts beyond half of the stream only: a router's users' homework
+    is ordinary, whatever the router's size."""
     from distillguard.features.account import SUM_COLUMNS, derive, snapshots, tick_aggregates
 
     hour = 3_600_000
@@ -138,15 +140,20 @@ def test_volume_is_counted_over_a_trailing_day_so_a_longer_log_does_not_raise_ri
         "account_id": ["a"] * 120, "tick": [(k + 1) * hour for k in range(120)],  # 5 days, one tick an hour
         **{c: [0.0] * 120 for c in SUM_COLUMNS},
         "first_ts": [hour] * 120, "last_ts": [(k + 1) * hour for k in range(120)], "created": [0] * 120,
-    }).with_columns(pl.lit(30.0).alias("n"), pl.lit(30.0).alias("single"), pl.lit(10.0).alias("extract"),
+    }).with_columns(pl.lit(30.0).alias("n"), pl.lit(30.0).alias("single"), pl.lit(25.0).alias("extract"),
                     pl.lit(30.0).alias("new_exact"), pl.lit(30.0).alias("ident"), pl.lit(30.0).alias("text")))
     snaps = derive(snapshots(ticks, hour))
     day = snaps.filter(pl.col("tick") == 24 * hour).row(0, named=True)
     day5 = snaps.filter(pl.col("tick") == 120 * hour).row(0, named=True)
-    assert day5["extract"] == 5 * day["extract"] == 1200.0  # the running sums grow ...
-    assert day5["d_extract"] == day["d_extract"] == 240.0  # ... the trailing day's do not
+    assert day5["extract"] == 5 * day["extract"] == 3000.0  # the running sums grow ...
+    assert day5["d_extract"] == day["d_extract"] == 600.0  # ... the trailing day's do not
+    # Counted beyond half of the stream: 600 asks of 720 exchanges in the day -> 600 - 360.
     assert day5["x_log_extract"] == day["x_log_extract"] == pytest.approx(np.log1p(240.0))
     early = snaps.filter(pl.col("tick") == 6 * hour).row(0, named=True)
-    assert early["d_extract"] == early["extract"] == 60.0
+    assert early["d_extract"] == early["extract"] == 150.0 and early["x_log_extract"] == pytest.approx(np.log1p(60.0))
     # A frame without the day's sums (e.g. built by hand) falls back to the running sums.
-    assert derive(snaps.drop("d_extract", "d_new_exact")).filter(pl.col("tick") == 120 * hour)["x_log_extract"][0] == pytest.approx(np.log1p(1200.0))
+    no_day = snaps.drop("d_n", "d_extract", "d_new_exact")
+    assert derive(no_day).filter(pl.col("tick") == 120 * hour)["x_log_extract"][0] == pytest.approx(np.log1p(1200.0))
+    # A mixed stream whose extraction-shaped share is at most half counts no volume at all.
+    mixed = derive(snaps.with_columns(pl.col("d_extract") * 0.5))
+    assert (mixed["x_log_extract"] == 0.0).all()

@@ -32,7 +32,11 @@ def tick_aggregates(ticks: pl.DataFrame) -> pl.DataFrame:
 # length of the log; a count does, so a big router or app back-end would look riskier in a
 # month's log than in a day's for no change in behaviour. A day is also the span of the logs the
 # learned layer was fitted on, so on a log of up to a day the two are the same.
-VOLUME_COLUMNS = ("extract", "new_exact")
+VOLUME_COLUMNS = ("n", "extract", "new_exact")
+# Extraction-shaped prompts up to this share of a stream are ordinary: a router's or an app's
+# users send homework, exam questions and "explain step by step" as part of a mixed stream.
+# Only the volume beyond it counts (an account whose traffic is mostly extraction, at volume).
+ORDINARY_EXTRACT_SHARE = 0.5
 VOLUME_WINDOW_MS = 86_400_000
 
 
@@ -96,6 +100,7 @@ def derive(df: pl.DataFrame, prefix: str = "", now_col: str = "tick") -> pl.Data
     # The running features count volume over the trailing day (see ``VOLUME_COLUMNS``) when the
     # frame carries those sums; a window's own sums are bounded already.
     vol = (lambda name: pl.col("d_" + name)) if not prefix and "d_extract" in df.columns else c  # noqa: E731
+    excess = pl.min_horizontal(vol("extract"), vol("new_exact")) - ORDINARY_EXTRACT_SHARE * vol("n")
     n = c("n").clip(lower_bound=1.0)
     hours = ((pl.col(now_col) - pl.col("first_seen")) / 3_600_000).clip(lower_bound=1.0)
     active_hours = c("new_hour").clip(lower_bound=1.0)
@@ -135,10 +140,12 @@ def derive(df: pl.DataFrame, prefix: str = "", now_col: str = "tick") -> pl.Data
         "lang_spread": (pl.col("new_script") - 1).clip(lower_bound=0.0) / 3.0,
         "tools_share": c("tools") / n,
         "extract_share": c("extract") / text,
-        # Coverage: how many *new*, extraction-shaped prompts in the trailing day. Volume alone is
-        # not risk (routers and app back-ends are big); volume of novel extraction asks is
-        # harvesting, at a rate, not summed over however long the log happens to be.
-        "log_extract": pl.min_horizontal(vol("extract"), vol("new_exact")).log1p(),
+        # Coverage: how many *new*, extraction-shaped prompts in the trailing day, beyond the
+        # ordinary share of a mixed stream. Volume alone is not risk (routers and app back-ends
+        # are big, and their users' homework grows with them); a stream that is mostly novel
+        # extraction asks, at volume, is harvesting. At a rate: not summed over however long the
+        # log happens to be.
+        "log_extract": excess.clip(lower_bound=0.0).log1p(),
         # How many asks for the whole, unedited reasoning trace (per hour in the window). A
         # count, not a share: a harvester hidden in a reseller's traffic is a small share of
         # a large stream, but no ordinary stream of users asks for raw traces several times an hour.

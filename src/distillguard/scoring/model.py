@@ -30,12 +30,14 @@ DEFAULT_MODEL = MODELS_DIR / "account_lr.json"
 # gets zero instead. Left out: quantities that describe *how much* or *when* rather than *what*
 # (output length, rate, hours of day, duty cycle, regularity). They differ between any simulator
 # and real traffic far more than intent does, so a model leaning on them learns the simulator;
-# rules and analysts still see them.
+# rules and analysts still see them. The language spread (how many scripts so far) is left out
+# for the same reason: it grows with a router's user base and with the length of the log (the
+# multilingual rule, dg-005, reads it together with what is asked).
 SIGNS = {
     "log_n": None, "novelty": 1, "nd_share": -1, "tpl_share": None, "single_share": 1, "reason_share": 1,
     "maxout_share": 1, "rubric_share": 1, "exam_share": 1, "code_share": None, "shape_share": 1,
     "trunc_share": None, "log_out_tok": None, "hod_cover": None, "duty": None, "iat_cv": None, "log_rate": None,
-    "young": 1, "lang_spread": 1, "tools_share": -1, "extract_share": 1,
+    "young": 1, "lang_spread": None, "tools_share": -1, "extract_share": 1,
     "log_extract": 1, "global_novelty": None, "text_share": None, "fmt_share": -1, "trace_share": 1,
     "log_trace": None, "log_gap": None,
 }
