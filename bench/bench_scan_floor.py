@@ -46,6 +46,8 @@ import pyarrow.json as pj
 from distillguard.features.exchange import TextSignalCache, exchange_features
 from distillguard.ingest.jsonl_block import ARROW_BLOCK, JsonBlockParser
 from distillguard.ingest.reader import BLOCK_BYTES
+from distillguard.ingest.records import MAX_LINE_BYTES
+from distillguard.ingest.streams import LineBlock, iter_chunks, iter_line_blocks
 from distillguard.pipeline import REDUCE_ROWS
 from distillguard.schema import FIELD_KINDS
 
@@ -53,20 +55,11 @@ READ_STAGE = "reading + exchange signals"
 _RAW_TYPES = {"str": pa.string(), "int": pa.int64(), "num": pa.float64(), "bool": pa.bool_(), "ts": pa.string()}
 
 
-def blocks(path: Path):
-    """The file in blocks of whole lines of about ``BLOCK_BYTES`` (as the scan's reader cuts it)."""
-    rest = b""
-    with open(path, "rb") as f:
-        while chunk := f.read(BLOCK_BYTES):
-            data = rest + chunk
-            cut = data.rfind(b"\n") + 1
-            if cut == 0:
-                rest = data
-                continue
-            rest = data[cut:]
-            yield data[:cut]
-    if rest:
-        yield rest
+def blocks(path: Path) -> list[bytes]:
+    """The file's blocks of whole lines, cut by the scan's own reader (lines it rejects unparsed,
+    such as over-long ones, are left out as the scan quarantines them)."""
+    items = iter_line_blocks(iter_chunks(str(path), None), block_bytes=BLOCK_BYTES, max_line=MAX_LINE_BYTES)
+    return [it.data for it in items if isinstance(it, LineBlock)]
 
 
 def cpu(fn) -> float:
@@ -130,7 +123,7 @@ def main() -> None:
     ap.add_argument("--cores", type=int, default=len(os.sched_getaffinity(0)))
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "out" / "scan-floor.json")
     a = ap.parse_args()
-    data = list(blocks(a.log))
+    data = blocks(a.log)
     res: dict[str, list[float]] = {"bare": [], "arrow_json": [], "strict_parse": [], "exchange_features": []}
     rows = 0
     for _ in range(a.runs):

@@ -17,7 +17,7 @@ import numpy as np
 import polars as pl
 import xxhash
 
-from .features.account import SUM_COLUMNS, VOLUME_COLUMNS, VOLUME_WINDOW_MS, asks_share, derive, snapshots, tick_aggregates
+from .features.account import DAY_COLUMNS, SUM_COLUMNS, VOLUME_WINDOW_MS, asks_share, derive, snapshots, tick_aggregates
 from .features.linking import LinkGraph, link_pairs
 from .scoring.model import AccountModel
 from .scoring.policy import Policy
@@ -57,9 +57,6 @@ class ReplayConfig:
     # Cluster epochs before this event time are not replayed (the online service sets it to its
     # replay horizon; the batch scan replays everything).
     cluster_since_ms: int | None = None
-
-
-DAY_COLUMNS = [f"d_{c}" for c in VOLUME_COLUMNS]  # trailing-day sums a cluster adds up like the running ones
 
 
 def _noisy_or(p: np.ndarray, fired: np.ndarray, weights: np.ndarray) -> np.ndarray:

@@ -38,6 +38,7 @@ VOLUME_COLUMNS = ("n", "extract", "new_exact")
 # Only the volume beyond it counts (an account whose traffic is mostly extraction, at volume).
 ORDINARY_EXTRACT_SHARE = 0.5
 VOLUME_WINDOW_MS = 86_400_000
+DAY_COLUMNS = [f"d_{c}" for c in VOLUME_COLUMNS]  # their trailing-day sums, as ``snapshots`` names them
 
 
 def _window_sums(cum: pl.DataFrame, columns, window_ms: int, out: str) -> pl.DataFrame:
