@@ -35,6 +35,9 @@ def console(
     rebuild: bool = typer.Option(False, "--rebuild", help="Reload the scan data into the store (labels, users, audit are kept)."),
 ) -> None:
     """Serve the analyst console on loopback. First start: set DISTILLGUARD_ADMIN_PASSWORD."""
+    from ..errors import require_extra
+
+    require_extra("console")
     import uvicorn
 
     from .app import create_app

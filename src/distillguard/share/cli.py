@@ -17,6 +17,15 @@ share_app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_excep
                         help="Share distillation indicators with partner providers (STIX 2.1 over TAXII 2.1).")
 console = Console()
 
+
+@share_app.callback()
+def _share_needs_extra(ctx: typer.Context) -> None:
+    """Coalition exchange: STIX 2.1 indicators over TAXII 2.1 (needs the `share` extra)."""
+    from ..errors import require_extra
+
+    if ctx.invoked_subcommand != "keygen":  # keygen needs nothing beyond the core
+        require_extra("share")
+
 KeyOpt = typer.Option(None, "--key", "-k", help="Coalition key file (JSON; see docs/sharing.md). Default: $DG_COALITION_KEY.")
 
 
