@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 from typing import List, Optional
 
-import click
 import typer
 from rich.console import Console
 from typer.core import TyperGroup
@@ -32,17 +31,17 @@ err_console = Console(stderr=True)
 class DistillguardGroup(TyperGroup):
     """The root command group: the one place where a user-caused error becomes one line + exit code."""
 
-    def invoke(self, ctx: click.Context):
+    def invoke(self, ctx: typer.Context):
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
-            raise  # Typer/Click's own: usage errors (exit 2) and explicit exits
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            raise  # Typer's own: usage errors (exit 2) and explicit exits
         except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - mapped to one line below
             if debug_enabled():
                 raise
             message, code = explain(exc)
             err_console.print("error: " + one_line(message), style="red", markup=False, highlight=False, soft_wrap=True)
-            raise click.exceptions.Exit(code) from None
+            raise typer.Exit(code) from None
 
 
 app = typer.Typer(cls=DistillguardGroup, add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -129,7 +128,7 @@ def _check_indicators(indicators: List[Path], coalition_key: Optional[Path]) -> 
     try:
         KeyRing.load(coalition_key)
     except (ValueError, OSError, KeyError) as e:
-        raise UserError(f"coalition key: {e}", "pass --coalition-key FILE or set DG_COALITION_KEY") from e
+        raise UserError(f"coalition key: {e}".replace("--key FILE", "--coalition-key FILE")) from e
 
 
 def _publish(staging: Path, out: Path) -> None:
@@ -219,7 +218,7 @@ def scan(
                       f"{s['clusters']:,} clusters ({s['flagged_clusters']:,} flagged) in {s['wall_seconds']:.1f} s", markup=False)
         console.print(f"report: {out}", markup=False)
     if s["valid"] == 0:
-        what = "the input is empty" if s["records_read"] == 0 else f"all {s['records_read']:,} records were quarantined"
+        what = "the input is empty" if s["records_read"] == 0 else f"all {s['records_read']:,} record(s) were quarantined"
         raise NoValidRecords(f"no valid record: {what}; the report is in {out}, reasons in {out / 'quarantine.jsonl'} "
                              f"(the format is in docs/events.md)")
 
@@ -292,7 +291,7 @@ def evaluate(
     writable_dir(out or scan_dir / "eval", "output directory", "--out")
     res = run_eval(labels, scan_dir, events=events or None, out_dir=out)
     o = res["overall"]
-    if o.get("tp", 0) + o.get("fn", 0) + o.get("fp", 0) + o.get("tn", 0) == 0:
+    if o["accounts"] == 0 or res["missing_from_report"]["count"] >= o["accounts"]:
         raise UserError(f"none of the accounts in {labels} is in {scan_dir / 'accounts.csv'}",
                         "the labels and the scan come from different logs")
     console.print(render_table(res, plain=not console.is_terminal))

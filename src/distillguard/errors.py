@@ -36,10 +36,10 @@ DEBUG_ENV = "DISTILLGUARD_DEBUG"
 EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "serve": ("fastapi", "uvicorn", "httpx", "redis", "prometheus_client"),
     "console": ("fastapi", "uvicorn", "jinja2", "itsdangerous", "multipart"),
-    "share": ("stix2", "stix2validator", "taxii2client", "openmined_psi"),
+    "share": ("stix2", "stix2validator", "taxii2client"),
     "spark": ("pyspark", "pandas"),
 }
-_MODULE_EXTRA = {"stix2": "share", "stix2validator": "share", "taxii2client": "share", "openmined_psi": "share",
+_MODULE_EXTRA = {"stix2": "share", "stix2validator": "share", "taxii2client": "share", "private_set_intersection": "share",
                  "pyspark": "spark", "jinja2": "console", "itsdangerous": "console", "multipart": "console",
                  "fastapi": "serve", "uvicorn": "serve", "httpx": "serve", "redis": "serve", "prometheus_client": "serve"}
 
@@ -166,3 +166,28 @@ def parse_size(text: str, option: str = "--memory-limit") -> str:
     if not m or float(m.group(1)) <= 0:
         raise UserError(f"{option} {text!r} is not a size", "write it as a number and a unit, e.g. 1GB or 512MB")
     return f"{m.group(1)}{(m.group(2) or 'B').upper().replace('IB', 'iB')}"
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Fail before any work when ``host:port`` cannot be bound (busy, or not an address here).
+
+    The probe socket is closed at once; a race with another process remains possible, and then
+    the server's own bind error is reported the same way.
+    """
+    import socket
+
+    if not 0 <= port <= 65535:
+        raise UserError(f"--port {port} is not a TCP port", "use 1-65535")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        raise UserError(f"--host {host!r} cannot be resolved ({e.strerror})", "use an IP address such as 127.0.0.1") from e
+    family, _, _, _, addr = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(addr)
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise UserError(f"port {port} on {host} is already in use", "pick another --port or stop what listens there") from e
+            raise UserError(f"cannot listen on {host}:{port} ({e.strerror})", "check --host and --port") from e

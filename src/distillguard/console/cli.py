@@ -35,7 +35,9 @@ def console(
     rebuild: bool = typer.Option(False, "--rebuild", help="Reload the scan data into the store (labels, users, audit are kept)."),
 ) -> None:
     """Serve the analyst console on loopback. First start: set DISTILLGUARD_ADMIN_PASSWORD."""
-    from ..errors import require_extra
+    import os
+
+    from ..errors import UserError, check_port_free, need_dir, require_extra
 
     require_extra("console")
     import uvicorn
@@ -43,15 +45,20 @@ def console(
     from .app import create_app
     from .store import build_store
 
+    # Everything a user can get wrong is checked before the store is built.
     if not _is_loopback(host):
-        typer.echo(f"error: the console serves on loopback only (got --host {host}); put an authenticating reverse proxy in front for remote use", err=True)
-        raise typer.Exit(2)
+        raise UserError(f"the console serves on loopback only (got --host {host})",
+                        "use 127.0.0.1, ::1 or localhost, and put an authenticating reverse proxy in front for remote use")
+    need_dir(scan_dir, "scan directory", "SCAN_DIR (the --out directory of 'distillguard scan')")
+    password = os.environ.get("DISTILLGUARD_ADMIN_PASSWORD")
+    if password is not None and len(password) < 8:
+        raise UserError("DISTILLGUARD_ADMIN_PASSWORD is shorter than 8 characters", "export a longer password and start again")
+    check_port_free(host, port)
     try:
         path = build_store(scan_dir, db, events=events, rebuild=rebuild, log=typer.echo)
         app = create_app(path)
-    except (FileNotFoundError, RuntimeError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2)
+    except (FileNotFoundError, RuntimeError, ValueError) as e:
+        raise UserError(str(e)) from e
     typer.echo(f"console: http://{host}:{port}/  (store {path})")
     uvicorn.run(app, host=host, port=port, log_level="warning", proxy_headers=False, server_header=False)
 

@@ -70,6 +70,13 @@ def serve(
         auth = None
     elif not auth.configured:
         raise typer.BadParameter(f"no API tokens: set {ENV_VAR}='token:ingest+decide,...' (or --no-auth on loopback)")
+    # Paths, rules, model, policy and the port are checked before the state store is created.
+    from ..cli import check_scan_options
+    from ..errors import check_port_free, writable_dir
+
+    writable_dir(state_dir, "state directory", "--state-dir")
+    check_scan_options(rules, model, policy)
+    check_port_free(host, port)
     kw = {} if consumer_name is None else {"consumer_name": consumer_name}
     cfg = ServeConfig(state_dir=state_dir, tick_ms=int(tick_seconds * 1000), rules_dir=rules, model_path=model, policy_path=policy,
                       refresh_ms=refresh_ms, min_refresh_ms=min_refresh_ms, ingest_workers=ingest_workers,
