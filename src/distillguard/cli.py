@@ -21,6 +21,7 @@ from rich.console import Console
 from typer.core import TyperGroup
 
 from . import __version__
+from .ui import step
 from .errors import (EXIT_INTERRUPTED, NoValidRecords, UserError, debug_enabled, explain, need_dir, need_file, one_line,
                      parse_size, require_extra, writable_dir)
 
@@ -289,7 +290,8 @@ def evaluate(
 
     _check_labels(labels, scan_dir)
     writable_dir(out or scan_dir / "eval", "output directory", "--out")
-    res = run_eval(labels, scan_dir, events=events or None, out_dir=out)
+    with step("evaluating (reads the scanned log for leakage and time to detect)"):
+        res = run_eval(labels, scan_dir, events=events or None, out_dir=out)
     o = res["overall"]
     if o["accounts"] == 0 or res["missing_from_report"]["count"] >= o["accounts"]:
         raise UserError(f"none of the accounts in {labels} is in {scan_dir / 'accounts.csv'}",
@@ -342,7 +344,8 @@ def train(
     writable_dir(out.parent if str(out.parent) else Path("."), "model directory", "--out")
     if not c > 0:
         raise UserError("--C must be positive")
-    m = run_train(events, labels, out, C=c)
+    with step("training (reads the log, computes account features, fits)"):
+        m = run_train(events, labels, out, C=c)
     for f, w in sorted(zip(m.features, m.coef), key=lambda t: -abs(t[1])):
         console.print(f"{f:16s} {w:+.3f}", markup=False)
     console.print(f"intercept {m.intercept:+.3f}; train AUROC {m.meta.get('train_auroc', float('nan')):.4f}; written to {out}", markup=False)

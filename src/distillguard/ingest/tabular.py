@@ -8,7 +8,9 @@ stream becomes ``truncated_stream`` / ``corrupt_stream``.
 
 from __future__ import annotations
 
+import csv
 import io
+import itertools
 import logging
 import os
 from typing import Iterator
@@ -27,6 +29,7 @@ log = logging.getLogger(__name__)
 
 Rejects = list[tuple[int, str, bytes]]
 CSV_BLOCK = 8 << 20
+HEADER_PEEK = 1 << 20  # a header longer than this is not looked for (binary input has no lines)
 
 
 def _error_text(exc: BaseException) -> bytes:
@@ -46,7 +49,8 @@ def read_parquet(path: str, source_index: int, progress: Progress, batch_rows: i
     columns = [n for n in FIELD_KINDS if n in names]
     row = 0
     reported = 0
-    batches = pf.iter_batches(batch_size=batch_rows, columns=columns)
+    # Every column is read (not only the event fields), so a quarantined row keeps the row as it was.
+    batches = pf.iter_batches(batch_size=batch_rows)
     while True:
         try:
             batch = next(batches)
@@ -151,8 +155,11 @@ def read_csv(path: str, compression: str | None, source_index: int, progress: Pr
             unknown_rows.append((0, "bad_csv_row", text))
         return "skip"
 
-    source = _ChunkReader(iter_chunks(path, compression, progress))
-    names = list(FIELD_KINDS)
+    header, chunks = _peek_header(iter_chunks(path, compression, progress))
+    source = _ChunkReader(chunks)
+    # Every header column is read as bytes, so a quarantined row keeps its cells as they were read
+    # (also the columns that are not event fields); missing event fields become null columns.
+    names = list(dict.fromkeys([h for h in header if h] + list(FIELD_KINDS)))
     next_line = 2  # line of the next data row (the header is line 1)
     try:
         reader = pcsv.open_csv(
@@ -197,6 +204,32 @@ def read_csv(path: str, compression: str | None, source_index: int, progress: Pr
         yield EVENT_SCHEMA.empty_table(), rejects
 
 
+def _peek_header(chunks: Iterator[bytes]) -> tuple[list[str], Iterator[bytes]]:
+    """The header row's column names, and the chunk stream with nothing consumed."""
+    head: list[bytes] = []
+    size = 0
+    try:
+        for c in chunks:
+            head.append(c)
+            size += len(c)
+            if b"\n" in c or size > HEADER_PEEK:
+                break
+    except StreamError as exc:
+        def replay() -> Iterator[bytes]:
+            yield from head
+            raise exc
+        return [], replay()
+    data = b"".join(head)
+    cut = data.find(b"\n")
+    names: list[str] = []
+    if 0 <= cut <= HEADER_PEEK:
+        try:
+            names = next(csv.reader([data[:cut].rstrip(b"\r").decode("utf-8")]), [])
+        except (UnicodeDecodeError, csv.Error):
+            names = []
+    return names, itertools.chain([data] if data else [], chunks)
+
+
 def _csv_lines(start: int, n: int, invalid: dict[int, bytes]) -> tuple[np.ndarray, int]:
     """Line numbers of ``n`` good rows from ``start`` on, skipping rejected rows."""
     skip = sorted(k for k in invalid if k >= start)
@@ -217,7 +250,6 @@ def _validate_csv_batch(batch: pa.RecordBatch, lines: np.ndarray, source_index: 
     n = batch.num_rows
     cols, bad = {}, {}
     utf8_bad = np.zeros(n, bool)
-    texts = {}
     for name, kind in FIELD_KINDS.items():
         raw = batch.column(name)
         if raw.null_count == n:
@@ -234,12 +266,11 @@ def _validate_csv_batch(batch: pa.RecordBatch, lines: np.ndarray, source_index: 
                     out.append(None)
                     utf8_bad[i] = True
             text = pa.array(out, pa.string())
-        texts[name] = text
         cols[name], bad[name] = coerce_text(kind, text)
 
     def raw_of(i: int) -> bytes:
         row = {}
-        for name in texts:
+        for name in batch.schema.names:  # every column of the header, as read
             v = batch.column(name)[i].as_py()
             if v is not None:
                 row[name] = v.decode("utf-8", "replace")

@@ -77,16 +77,22 @@ def export(
     validate: bool = typer.Option(True, help="Validate the bundle with the OASIS stix2-validator."),
 ) -> None:
     """Export a scan's flagged campaigns as a STIX 2.1 bundle (identifiers only as coalition-keyed hashes)."""
+    from ..errors import need_dir
+    from ..ui import step
     from .export import ExportConfig, export_bundle, write_bundle
     from .stix import validate as run_validate
 
-    b, stats = export_bundle(scan_dir, _ring(key), events=events or None, as_of_ms=_ts_ms(as_of), rules_dir=rules,
-                             config=ExportConfig(provider=provider, tlp=tlp, include_singletons=singletons,
-                                                 latency_ms=int(latency_minutes * 60_000)))
+    need_dir(scan_dir, "scan directory", "SCAN_DIR (the --out directory of 'distillguard scan')")
+    ring = _ring(key)
+    with step("exporting indicators (reads the scanned log again)"):
+        b, stats = export_bundle(scan_dir, ring, events=events or None, as_of_ms=_ts_ms(as_of), rules_dir=rules,
+                                 config=ExportConfig(provider=provider, tlp=tlp, include_singletons=singletons,
+                                                     latency_ms=int(latency_minutes * 60_000)))
     write_bundle(b, out)
     console.print(f"wrote {out}: {len(b['objects'])} objects, {stats['campaigns']} campaign(s), indicators {stats['indicators']}", markup=False)
     if validate:
-        ok, msgs = run_validate(b)
+        with step("validating with the OASIS stix2-validator"):
+            ok, msgs = run_validate(b)
         for m in msgs[:20]:
             console.print(m, markup=False)
         if not ok:
@@ -98,11 +104,16 @@ def export(
 @share_app.command()
 def validate(bundles: List[Path] = typer.Argument(...), strict: bool = typer.Option(True)) -> None:
     """Validate bundle files with the OASIS stix2-validator."""
+    from ..errors import need_file
+    from ..ui import step
     from .stix import validate as run_validate
 
+    for p in bundles:
+        need_file(p, "bundle", "the BUNDLES arguments")
     bad = 0
     for p in bundles:
-        ok, msgs = run_validate(p.read_text(encoding="utf-8"), strict=strict)
+        with step(f"validating {p} with the OASIS stix2-validator"):
+            ok, msgs = run_validate(p.read_text(encoding="utf-8"), strict=strict)
         console.print(f"{p}: {'valid' if ok else 'INVALID'}", markup=False)
         for m in msgs[:20]:
             console.print("  " + m, markup=False)
