@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import List, Optional
@@ -21,9 +20,9 @@ from rich.console import Console
 from typer.core import TyperGroup
 
 from . import __version__
-from .ui import step
 from .errors import (EXIT_INTERRUPTED, NoValidRecords, UserError, debug_enabled, explain, need_dir, need_file, one_line,
                      parse_size, require_extra, writable_dir)
+from .ui import step
 
 console = Console(soft_wrap=True)  # a line written to a pipe or file is never cut mid-sentence
 err_console = Console(stderr=True)

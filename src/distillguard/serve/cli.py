@@ -51,9 +51,10 @@ def serve(
 
         from .app import build_service, create_app
         from .fastpath import protocol_or_auto
-    except ImportError as e:  # the `serve` extra is not installed
-        typer.echo(f"serve needs the optional extra: pip install 'distillguard[serve]' ({e})", err=True)
-        raise typer.Exit(2)
+    except ImportError as e:  # the `serve` extra is not installed: one line naming it, before any work
+        from ..errors import missing_extra_error
+
+        raise missing_extra_error("serve", e.name or str(e)) from e
     from .auth import ENV_VAR, TokenAuth
     from .config import ServeConfig
 
