@@ -4,8 +4,7 @@ documented exit code, never a traceback.
 
 The README installs with ``pip install -e .``, which downloads the dependencies; here the fresh
 venv sees the test environment's packages through a ``.pth`` entry and installs only the clone
-itself (``--no-deps --no-build-isolation``), so the run needs no network and takes about a
-minute. Everything else is as a user types it, through the venv's own ``distillguard``.
+itself (``--no-deps``), so the run takes about a minute. Everything else is as a user types it, through the venv's own ``distillguard``.
 """
 
 from __future__ import annotations
@@ -33,6 +32,17 @@ def _readme_commands() -> list[str]:
     return blocks[:2]
 
 
+def _local_build_backend() -> bool:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        major = int(version("setuptools").split(".")[0])
+        version("wheel")
+    except (PackageNotFoundError, ValueError):
+        return False
+    return major >= 68
+
+
 @pytest.fixture(scope="module")
 def newcomer(tmp_path_factory):
     if shutil.which("git") is None or not (REPO / ".git").exists():
@@ -42,7 +52,6 @@ def newcomer(tmp_path_factory):
     subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True, timeout=120)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "DISTILLGUARD_SHARED", "DISTILLGUARD_DEBUG",
                                                              "VIRTUAL_ENV")}
-    env["HOME"] = str(home)
     setup, tests = _readme_commands()
     assert setup.startswith("python3 -m venv .venv && .venv/bin/pip install -e . && "), setup
     assert tests.startswith("python3 -m venv .venv && .venv/bin/pip install -e '.[test]' && "), tests
@@ -52,7 +61,10 @@ def newcomer(tmp_path_factory):
     venv_site = Path(subprocess.run([str(clone / ".venv/bin/python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                                     capture_output=True, text=True, check=True, env=env).stdout.strip())
     (venv_site / "zz_test_environment.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    subprocess.run([str(clone / ".venv/bin/pip"), "install", "-q", "--no-deps", "--no-build-isolation", "--no-index", "-e", "."],
+    # The build backend: this environment's when it meets pyproject's build requirements, else
+    # pip's isolated build (fetches setuptools and wheel once, then from pip's cache).
+    offline = ["--no-build-isolation", "--no-index"] if _local_build_backend() else []
+    subprocess.run([str(clone / ".venv/bin/pip"), "install", "-q", "--no-deps", *offline, "-e", "."],
                    cwd=clone, check=True, timeout=300, env=env)
     return clone, env
 
