@@ -365,3 +365,15 @@ def test_share_export_without_its_extra(traffic, tmp_path):
 def test_serve_without_its_extra(tmp_path):
     r = cli_without({"uvicorn"}, "serve", "--no-auth", "--state-dir", tmp_path / "s")
     assert_one_line_error(r, EXIT_USAGE, "pip install 'distillguard[serve]'")
+
+
+def test_share_export_bad_time_and_missing_key(traffic, tmp_path):
+    key = tmp_path / "k.json"
+    assert run("share", "keygen", "--out", key, "--key-id", "2026-12").exit_code == 0
+    r = run("share", "export", traffic / "scan", "--out", tmp_path / "b.json", "--key", key, "--provider", "acme",
+            "--as-of", "yesterday")
+    assert_one_line_error(r, EXIT_USAGE, "yesterday", "RFC 3339")
+    r = run("share", "export", traffic / "scan", "--out", tmp_path / "b.json", "--key", tmp_path / "nokey.json",
+            "--provider", "acme")
+    assert_one_line_error(r, EXIT_USAGE, "nokey.json")
+    assert not (tmp_path / "b.json").exists()

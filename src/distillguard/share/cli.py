@@ -42,9 +42,13 @@ def _ring(key: Optional[Path]):
 def _ts_ms(text: Optional[str]) -> Optional[int]:
     if not text:
         return None
+    from ..errors import UserError
     from .stix import ms
 
-    return int(text) if text.isdigit() else ms(text)
+    try:
+        return int(text) if text.isdigit() else ms(text)
+    except ValueError as e:
+        raise UserError(f"{text!r} is not a time", "write RFC 3339 (2026-11-02T12:00:00Z) or epoch milliseconds") from e
 
 
 def _password(password: Optional[str]) -> Optional[str]:
@@ -83,9 +87,9 @@ def export(
     from .stix import validate as run_validate
 
     need_dir(scan_dir, "scan directory", "SCAN_DIR (the --out directory of 'distillguard scan')")
-    ring = _ring(key)
+    ring, as_of_ms = _ring(key), _ts_ms(as_of)
     with step("exporting indicators (reads the scanned log again)"):
-        b, stats = export_bundle(scan_dir, ring, events=events or None, as_of_ms=_ts_ms(as_of), rules_dir=rules,
+        b, stats = export_bundle(scan_dir, ring, events=events or None, as_of_ms=as_of_ms, rules_dir=rules,
                                  config=ExportConfig(provider=provider, tlp=tlp, include_singletons=singletons,
                                                      latency_ms=int(latency_minutes * 60_000)))
     write_bundle(b, out)
