@@ -35,8 +35,9 @@ def _ring(key: Optional[Path]):
     try:
         return KeyRing.load(key)
     except (ValueError, OSError, KeyError) as e:
-        console.print(f"error: {e}", style="red", markup=False)
-        raise typer.Exit(2)
+        from ..errors import UserError
+
+        raise UserError(f"coalition key: {e}") from e
 
 
 def _ts_ms(text: Optional[str]) -> Optional[int]:
