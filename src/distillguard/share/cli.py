@@ -185,10 +185,14 @@ def match(
     from .observe import observe
     from .stix import dumps, load_objects
 
+    from ..ui import step
+
+    ring, objects = _ring(key), load_objects(bundles)  # key and bundles checked before the log is read
     out.mkdir(parents=True, exist_ok=True)
-    obs = observe(events)
     info: dict = {}
-    m = match_indicators(None, None, _ring(key), objects=load_objects(bundles), obs=obs, info=info)
+    with step("matching partner indicators (reads the log)"):
+        obs = observe(events)
+        m = match_indicators(None, None, ring, objects=objects, obs=obs, info=info)
     m.write_csv(out / "matches.csv")
     links = best_links(m)
     links.with_columns(pl.col("indicator_ids").list.join(";")).write_csv(out / "links.csv")
