@@ -44,8 +44,8 @@ class DistillguardGroup(TyperGroup):
             raise typer.Exit(code) from None
 
 
-app = typer.Typer(cls=DistillguardGroup, add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Detect distillation at scale in LLM API exchange logs.")
+# The root callback's docstring (below) is the top-level help, exit codes included.
+app = typer.Typer(cls=DistillguardGroup, add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False)
 
 
 def _version(value: bool) -> None:
@@ -61,8 +61,7 @@ def main(
 ) -> None:
     """Detect distillation at scale in LLM API exchange logs.
 
-    Exit codes: 0 done; 1 internal error; 2 usage error (bad option or path, missing extra);
-    3 scan read no valid record (report still written); 130 interrupted.
+    Exit codes: 0 done, 1 internal error, 2 usage error, 3 scan read no valid record, 130 interrupted.
     """
     if debug:
         os.environ["DISTILLGUARD_DEBUG"] = "1"
