@@ -15,10 +15,10 @@ def _min(seconds) -> str:
 
 
 def _min_pair(a, b) -> str:
-    """``25.0 / 75.0 min``: two durations sharing one unit, to keep the column narrow."""
+    """``25.0/75.0 min``: two durations sharing one unit, to keep the column narrow."""
     if a is None or b is None:
         return f"{_min(a)} / {_min(b)}"
-    return f"{a / 60.0:.1f} / {b / 60.0:.1f} min"
+    return f"{a / 60.0:.1f}/{b / 60.0:.1f} min"
 
 
 def render_table(result: dict) -> Table:
@@ -36,7 +36,8 @@ def render_table(result: dict) -> Table:
         read as console markup.
     """
     t = Table(title="distillguard evaluate", title_justify="left")
-    # 28 wide keeps the whole table within 80 columns; longer keys fold onto a second line.
+    # 28 wide keeps the table within 80 columns for keys up to 28 characters
+    # ("target_only_sweep/c35_target"); longer keys fold onto a second line.
     t.add_column("population", min_width=28, overflow="fold")
     t.add_column("kind")
     t.add_column("accounts", justify="right")
