@@ -246,8 +246,8 @@ def calibration(acc: pl.DataFrame, bins: int = CALIBRATION_BINS) -> dict:
         .agg(accounts=pl.len(), attack=pl.col("attack").sum(), mean_score=pl.col("score").mean())
         .with_columns(
             (pl.col("attack") / pl.col("accounts")).alias("attack_rate"),
-            (pl.col("bin") / bins).alias("lo"),
-            ((pl.col("bin") + 1) / bins).alias("hi"),
+            (pl.col("bin") / bins).round(6).alias("lo"),
+            ((pl.col("bin") + 1) / bins).round(6).alias("hi"),
         )
         .sort("bin")
         .select("lo", "hi", "accounts", "attack", "mean_score", "attack_rate")
