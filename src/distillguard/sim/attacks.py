@@ -715,7 +715,8 @@ def _agent_task_space(ctx: Ctx, rng: random.Random, kind: str) -> list[tuple[str
     if kind in ("coding", "mixed"):
         out += [(t.text, t.steps, t.tools) for t in ctx.corpora.agent_tasks]
         wraps = AGENT_CODE_TASK[ctx.split]
-        out += [(fill(rng.choice(wraps), it.text), None, None) for it in ctx.harvest_pool(ctx.available(["mbpp", "humaneval"]))]
+        code_items = ctx.harvest_pool(ctx.available(["mbpp", "humaneval"]))
+        out += [(fill(rng.choice(wraps), it.text), None, None) for it in code_items]
         out += [(fill(rng.choice(wraps), q), None, None) for q in ctx.corpora.code_requests[:400]]
     if kind in ("reasoning", "mixed") or not out:
         wraps = AGENT_TOOL_TASK[ctx.split]
@@ -878,7 +879,7 @@ def build_target_only_sweep(ctx: Ctx, names: CampaignNames) -> list[Account]:
             egress = home_egress(arng, country, mobile_share=0.2)
             caller = make_caller(arng, static, egress, consumer_user_agents(arng), chat_style(arng))
             mine = items[i * len(items) // k : (i + 1) * len(items) // k] if spec["slices"] == "block" else items[i::k]
-            per_day = lognormal_between(arng, *P["sessions_per_day"])
+            per_day = lognormal_between(arng, *spec["sessions_per_day"])
             sessions = human_sessions(
                 arng, ctx.t0, ctx.t1, tz_h=idn.tz_of(country), per_day=per_day, hours=ctx.human_hours
             )
@@ -888,7 +889,8 @@ def build_target_only_sweep(ctx: Ctx, names: CampaignNames) -> list[Account]:
                 "followup": arng.uniform(*P["followup_share"]),
                 "size": P["session_size"],
             }
-            out.append(_attack(aid, "target_only_sweep", camp, _student_sweep(ctx, arng, caller, sessions, mine, habits)))
+            events = _student_sweep(ctx, arng, caller, sessions, mine, habits)
+            out.append(_attack(aid, "target_only_sweep", camp, events))
     return out
 
 
@@ -914,7 +916,9 @@ def _student_sweep(ctx, rng, caller, sessions, items, habits) -> Iterator[Event]
             if rng.random() < habits["followup"]:
                 hist = approx_tokens(prompt) + caller.last_out
                 fu = rng.choice(followups)
-                rec = caller.make(prompt=fu, want_out=harvest_out_tokens(rng, 250), extra_in=hist, conversation_id=cid, turn=2)
+                rec = caller.make(
+                    prompt=fu, want_out=harvest_out_tokens(rng, 250), extra_in=hist, conversation_id=cid, turn=2
+                )
                 if ts >= ctx.t1:
                     return
                 yield ts, rec

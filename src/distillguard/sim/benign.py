@@ -639,7 +639,9 @@ def build_tutor_products(ctx: Ctx) -> list[Account]:
         systems = TUTOR_SYSTEM[ctx.split]
         system = rng.choice(systems.get(lang) or systems["en"])
         style = Style(
-            models=[rng.choice(["frontier-large", "frontier-mini", "frontier-reasoning-mini", "frontier-large-2025-08"])],
+            models=[
+                rng.choice(["frontier-large", "frontier-mini", "frontier-reasoning-mini", "frontier-large-2025-08"])
+            ],
             temperature=rng.choice([0.2, 0.3, 0.5, 0.7, None]),
             max_tokens=rng.choice([1500, 2048, 3000, 4096]),
             stream=True,
@@ -651,7 +653,10 @@ def build_tutor_products(ctx: Ctx) -> list[Account]:
         caller = make_caller(rng, static, egress, [idn.sdk_user_agent(rng)], style, _service_profile(rng))
         # The product's students ask from a textbook's worth of problems; a few are very popular.
         m = min(len(pool_all), int(lognormal_between(rng, *P["popular_items"]))) if pool_all else 0
-        pool = [it.text for it in rng.sample(pool_all, m)] if m else [t[0] for t in ctx.corpora.chat.get("mt_bench", [("2+2?",)])]
+        if m:
+            pool = [it.text for it in rng.sample(pool_all, m)]
+        else:  # no math corpus (a minimal bundle): MT-bench questions stand in
+            pool = [t[0] for t in ctx.corpora.chat.get("mt_bench", [("What is 2 + 2?",)])]
         s = rng.uniform(*P["zipf"])
         cum, acc = [], 0.0
         for r in range(len(pool)):
@@ -659,7 +664,8 @@ def build_tutor_products(ctx: Ctx) -> list[Account]:
             cum.append(acc)
         cum = [c / acc for c in cum]
         home = rng.choice([c for c in idn.COUNTRIES if c not in ("CN",)])
-        tzs = sorted({idn.tz_of(home)} | {idn.tz_of(idn.pick_country(rng)) for _ in range(rng.randint(*P["markets"]) - 1)})
+        markets = {idn.tz_of(idn.pick_country(rng)) for _ in range(rng.randint(*P["markets"]) - 1)}
+        tzs = sorted({idn.tz_of(home)} | markets)
         rps = lognormal_between(rng, *P["rps"])
         times = student_arrivals(rng, ctx.t0, ctx.t1, mean_rps=rps, tzs=tzs, weekend=rng.uniform(0.5, 0.9))
         spec = {

@@ -95,9 +95,24 @@ PARAMS: dict[str, dict[str, dict]] = {
             # One entry per campaign: the variant (task space, hydra or few accounts, pace).
             "campaigns": [
                 {"tasks": "coding", "accounts": (1, 3), "sessions_per_hour": (1.0, 3.0), "timing": "steady"},
-                {"tasks": "coding", "accounts": (12, 30), "sessions_per_hour": (0.1, 0.35), "timing": "steady"},
-                {"tasks": "reasoning", "accounts": (1, 4), "sessions_per_hour": (3.0, 9.0), "timing": "steady"},
-                {"tasks": "reasoning", "accounts": (10, 20), "sessions_per_hour": (0.5, 1.5), "timing": "steady"},
+                {
+                    "tasks": "coding",
+                    "accounts": (12, 30),
+                    "sessions_per_hour": (0.1, 0.35),
+                    "timing": "steady",
+                },
+                {
+                    "tasks": "reasoning",
+                    "accounts": (1, 4),
+                    "sessions_per_hour": (3.0, 9.0),
+                    "timing": "steady",
+                },
+                {
+                    "tasks": "reasoning",
+                    "accounts": (10, 20),
+                    "sessions_per_hour": (0.5, 1.5),
+                    "timing": "steady",
+                },
             ],
             "max_steps": (15, 60),
             "step_gap_s": (1.5, 8.0),
@@ -106,11 +121,20 @@ PARAMS: dict[str, dict[str, dict]] = {
         },
         "target_only_sweep": {
             "campaigns": [
-                {"space": ["gsm8k_train"], "accounts": (8, 20), "slices": "block"},
-                {"space": ["math"], "accounts": (20, 45), "slices": "stride"},
-                {"space": ["mbpp", "humaneval"], "accounts": (5, 12), "slices": "block"},
+                {
+                    "space": ["gsm8k_train"],
+                    "accounts": (8, 20),
+                    "slices": "block",
+                    "sessions_per_day": (1.0, 3.5),
+                },
+                {"space": ["math"], "accounts": (20, 45), "slices": "stride", "sessions_per_day": (0.5, 2.0)},
+                {
+                    "space": ["mbpp", "humaneval"],
+                    "accounts": (5, 12),
+                    "slices": "block",
+                    "sessions_per_day": (2.5, 7.0),
+                },
             ],
-            "sessions_per_day": (1.0, 3.5),
             "session_size": (3, 12),
             "followup_share": (0.0, 0.1),
             "typo_rate": (0.0, 0.04),
@@ -198,8 +222,18 @@ PARAMS: dict[str, dict[str, dict]] = {
         "agent_harvest": {
             "campaigns": [
                 {"tasks": "coding", "accounts": (1, 4), "sessions_per_hour": (0.8, 4.0), "timing": "curve"},
-                {"tasks": "coding", "accounts": (20, 50), "sessions_per_hour": (0.06, 0.3), "timing": "steady"},
-                {"tasks": "reasoning", "accounts": (2, 5), "sessions_per_hour": (2.0, 12.0), "timing": "steady"},
+                {
+                    "tasks": "coding",
+                    "accounts": (20, 50),
+                    "sessions_per_hour": (0.06, 0.3),
+                    "timing": "steady",
+                },
+                {
+                    "tasks": "reasoning",
+                    "accounts": (2, 5),
+                    "sessions_per_hour": (2.0, 12.0),
+                    "timing": "steady",
+                },
                 {"tasks": "mixed", "accounts": (15, 35), "sessions_per_hour": (0.3, 1.2), "timing": "curve"},
             ],
             "max_steps": (10, 80),
@@ -209,11 +243,20 @@ PARAMS: dict[str, dict[str, dict]] = {
         },
         "target_only_sweep": {
             "campaigns": [
-                {"space": ["gsm8k_test", "math500"], "accounts": (10, 30), "slices": "stride"},
-                {"space": ["alpaca", "self_instruct_seed", "mt_bench", "vicuna_bench"], "accounts": (30, 60), "slices": "block"},
-                {"space": ["mbpp"], "accounts": (5, 10), "slices": "stride"},
+                {
+                    "space": ["gsm8k_test", "math500"],
+                    "accounts": (10, 30),
+                    "slices": "stride",
+                    "sessions_per_day": (2.0, 6.0),
+                },
+                {
+                    "space": ["alpaca", "self_instruct_seed", "mt_bench", "vicuna_bench"],
+                    "accounts": (30, 60),
+                    "slices": "block",
+                    "sessions_per_day": (0.4, 2.0),
+                },
+                {"space": ["mbpp"], "accounts": (5, 10), "slices": "stride", "sessions_per_day": (0.8, 4.5)},
             ],
-            "sessions_per_day": (0.8, 4.5),
             "session_size": (2, 15),
             "followup_share": (0.0, 0.15),
             "typo_rate": (0.0, 0.06),
