@@ -295,7 +295,8 @@ def evaluate(
         raise UserError(f"none of the accounts in {labels} is in {scan_dir / 'accounts.csv'}",
                         "the labels and the scan come from different logs")
     console.print(render_table(res, plain=not console.is_terminal))
-    console.print("RESULT " + res["result_line"], markup=False)
+    # One line whatever the terminal width: scripts grep it.
+    console.print("RESULT " + res["result_line"], markup=False, soft_wrap=True)
     console.print(f"report: {(out or scan_dir / 'eval') / 'report.html'}", markup=False)
 
 

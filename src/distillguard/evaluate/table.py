@@ -29,6 +29,13 @@ def population_rows(result: dict) -> list[tuple[str, str, str, str, str]]:
             for p in result["populations"]]
 
 
+def _min_pair(a, b) -> str:
+    """``25.0/75.0 min``: two durations sharing one unit, to keep the column narrow."""
+    if a is None or b is None:
+        return f"{_min(a)} / {_min(b)}"
+    return f"{a / 60.0:.1f}/{b / 60.0:.1f} min"
+
+
 def overall_rows(result: dict) -> list[tuple[str, str]]:
     """``(metric, value)`` rows of the overall block, in display order."""
     o = result["overall"]
@@ -39,8 +46,12 @@ def overall_rows(result: dict) -> list[tuple[str, str]]:
         ("precision", _f(o["precision"])),
         ("AUROC", _f(o["auroc"])),
         ("harvest leakage", _f(o["harvest_leakage"])),
-        ("campaign recall", f"{_f(o['campaign_recall'])} ({o['campaigns_detected']}/{o['campaigns']})"),
-        ("time to detect median / p90", f"{_min(ttd.get('median_s'))} / {_min(ttd.get('p90_s'))}"),
+        ("benign suspended", str(o["benign_suspended"])),
+        ("benign monitor/chall./thr.", "{monitored}/{challenged}/{throttled}".format(**o["benign_by_action"])),
+        ("Brier score", _f(o["brier"], 4)),
+        ("campaign recall", f"{_f(o['campaign_recall'])} "
+                            f"({o['campaigns_detected']}/{o['campaigns']})"),
+        ("time to detect median / p90", _min_pair(ttd.get("median_s"), ttd.get("p90_s"))),
         ("attack accounts never flagged", str(o["fn"])),
         ("missing from report", str(result["missing_from_report"]["count"])),
     ]
