@@ -295,3 +295,20 @@ def test_a_request_carries_context_when_its_input_outgrows_its_own_texts():
     single = out.with_columns(pl.Series("turn", [None, None, None, 2, None, 1], dtype=pl.Int64)).select(single_turn())
     # turn wins where recorded; otherwise context decides; unknown counts as single, as before.
     assert single.to_series().to_list() == [True, False, True, False, True, True]
+
+
+def test_reduction_groups_keep_every_row_in_order_in_groups_of_at_least_the_size():
+    """The unit of ``exchange_features`` for the local scan and Spark's ingest tasks."""
+    import pyarrow as pa
+
+    from distillguard.features.exchange import reduction_groups
+
+    sizes = [0, 3, 5, 0, 2, 7, 1, 4]
+    batches, start = [], 0
+    for n in sizes:
+        batches.append(pa.RecordBatch.from_pydict({"i": list(range(start, start + n))}))
+        start += n
+    groups = list(reduction_groups(iter(batches), rows=6))
+    assert [g.num_rows for g in groups] == [8, 9, 5]  # each closes at >= 6 rows; the last is the rest
+    assert [x for g in groups for x in g.column("i").to_pylist()] == list(range(start))
+    assert list(reduction_groups(iter([pa.RecordBatch.from_pydict({"i": []})]), rows=6)) == []

@@ -23,7 +23,7 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
-from .features.exchange import TextSignalCache, exchange_features
+from .features.exchange import REDUCE_ROWS, TextSignalCache, exchange_features, reduction_groups  # noqa: F401 (REDUCE_ROWS: benches)
 from .features.marks import account_ticks
 from .ingest import IngestStats, Quarantine, read_events
 
@@ -40,10 +40,6 @@ SINGLE_BUCKET_BYTES = 300_000_000
 # rows a bucket on average, so that a log with many buckets does not leave thousands of tiny files).
 SPILL_FLUSH_ROWS = 400_000
 FLUSH_ROWS_PER_BUCKET = 10_000
-# Rows per call of the per-exchange reduction: each call pays a fixed cost (Polars compiles the
-# lexicon regexes and builds their lazy DFAs and the phrase automaton anew per call), so reading
-# blocks (~9k rows) are grouped.
-REDUCE_ROWS = 65_536
 MARK_WORKERS = 2  # buckets marked at once
 
 
@@ -79,7 +75,7 @@ def spill_exchanges(paths: Sequence[str], spill: Path, quarantine: Quarantine, s
                     progress: Callable[[int], None] | None = None, workers: int = 2) -> int:
     """Read, validate and reduce every batch; write compact rows to ``spill/b<k>/``. Returns files written.
 
-    Reading batches are grouped to ``REDUCE_ROWS`` rows per reduction; reduction runs in a small
+    Reading batches are grouped to ``REDUCE_ROWS`` rows per reduction (``reduction_groups``); reduction runs in a small
     thread pool while the next batches are parsed: Polars and Arrow release the GIL, and one
     group at a time leaves a core idle. At most ``2 * workers`` groups are in flight, which
     bounds memory. Reduced rows are buffered and written about every ``SPILL_FLUSH_ROWS`` rows
@@ -130,23 +126,10 @@ def spill_exchanges(paths: Sequence[str], spill: Path, quarantine: Quarantine, s
 
     pending: deque[Future] = deque()
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        def submit(group: list) -> None:
-            pending.append(pool.submit(reduce, pa.Table.from_batches(group)))
+        for table in reduction_groups(read_events(paths, quarantine, stats, progress=progress)):
+            pending.append(pool.submit(reduce, table))
             while len(pending) >= 2 * workers:
                 pending.popleft().result()
-
-        group: list = []
-        rows = 0
-        for batch in read_events(paths, quarantine, stats, progress=progress):
-            if not batch.num_rows:
-                continue
-            group.append(batch)
-            rows += batch.num_rows
-            if rows >= REDUCE_ROWS:
-                submit(group)
-                group, rows = [], 0
-        if group:
-            submit(group)
         while pending:
             pending.popleft().result()
     write(*take_all())

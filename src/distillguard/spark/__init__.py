@@ -1,8 +1,8 @@
 """Apache Spark engine for ``distillguard scan`` (optional extra ``distillguard[spark]``).
 
 ``run_spark_scan`` runs the local engine's engine-neutral functions (``read_events``,
-``exchange_features``, ``account_ticks``) in Spark, computes the final account clusters as
-connected components in Spark, and replays the collected per-(account, tick) sums on the driver.
+``exchange_features``, ``account_ticks``) in Spark and replays the collected per-(account, tick)
+sums on the driver, which also gives the final clusters as the local engine does.
 See docs/spark.md.
 """
 

@@ -8,6 +8,10 @@ keys' labels) until no label changes; the converged label of an account is the s
 ``account_id`` in its component, which is exactly what ``replay`` hashes into ``cluster_id``.
 Rounds needed = about half the component diameter (a handful on real link graphs); each round
 is two joins plus a count, and the label table is checkpointed to keep the plan short.
+
+The scan itself does not call this: its driver collects every link row for the replay anyway,
+and scipy's components there cost far less than these rounds of joins (tens of seconds per scan).
+It stays for link tables too large for one machine.
 """
 
 from __future__ import annotations

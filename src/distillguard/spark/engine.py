@@ -4,15 +4,17 @@ Same functions as the local engine, applied by Spark instead of by ``pipeline.pr
 
 1. ``mapInArrow`` over the input files (one task per file): ``ingest.read_events`` validates the
    file (bad records are returned to the driver and written to ``quarantine.jsonl``) and
-   ``features.exchange.exchange_features`` reduces each Arrow batch to compact rows.
-2. Spark SQL: duplicate ``request_id``s dropped (first in ``(_source, _line)`` order wins, a
-   window per request id) and ``new_global`` (first ``ts`` of each prompt hash in the whole log).
+   ``features.exchange.exchange_features`` reduces its batches, grouped as the local scan groups
+   them (``reduction_groups``, one ``TextSignalCache`` per task), to compact rows.
+2. Spark SQL: duplicate ``request_id``s dropped (first in ``(_source, _line)`` order wins) and
+   ``new_global`` (first ``ts`` of each prompt hash in the whole log), both as narrow aggregates
+   joined back to the rows.
 3. ``groupBy(bucket).applyInArrow``: ``features.marks.account_ticks`` per hash bucket of accounts
    -> tick sums, link rows and account attributes.
-4. Final clusters: connected components of the account–key graph in Spark (``components``).
-5. ``replay.replay`` on the driver over the collected tick sums (one row per active
+4. ``replay.replay`` on the driver over the collected tick sums (one row per active
    account-tick, ~2-3 orders of magnitude smaller than the log) and link rows; it scores the
-   accounts and the per-epoch clusters. ``report.write_report`` writes the same files.
+   accounts and the per-epoch clusters and gives the final clusters, as in the local engine.
+   ``report.write_report`` writes the same files.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import Sequence
 import polars as pl
 import pyarrow as pa
 
-from ..replay import ReplayConfig, _clusters, empty_result, replay
+from ..replay import ReplayConfig, empty_result, replay
 from ..report import ms_to_rfc3339, write_report
 from ..scoring.model import AccountModel
 from ..scoring.policy import Policy
@@ -128,10 +130,7 @@ def run_spark_scan(inputs: Sequence[str], out_dir: str | Path, *, master: str | 
     -------
     The summary dict written to summary.json (``engine: "spark"`` added).
     """
-    from pyspark.sql import Window
     from pyspark.sql import functions as F
-
-    from .components import cluster_id, connected_components, kept_edges
 
     t0 = time.time()
     tm = timings if timings is not None else {}
@@ -170,11 +169,17 @@ def run_spark_scan(inputs: Sequence[str], out_dir: str | Path, *, master: str | 
 
         # 2. de-dup (first in file/line order wins) and first occurrence of each prompt in the log.
         t1 = time.time()
+        # Narrow aggregates joined back instead of windows over the full rows: a window sorts every
+        # compact row by its key; the aggregates are one small row per repeated request id (rare)
+        # and per prompt hash, which Spark's adaptive execution broadcasts while they are small.
         rows = ex.filter(F.col("_q").isNull()).drop("_q")
-        rn = F.row_number().over(Window.partitionBy("request_id").orderBy("_source", "_line"))
-        rows = rows.withColumn("_rn", rn).filter(F.col("_rn") == 1).drop("_rn")
-        t0h = F.min("ts").over(Window.partitionBy("h_exact"))
-        rows = rows.withColumn("new_global", F.col("h_exact").isNotNull() & (F.col("ts") == t0h))
+        first = (rows.groupBy("request_id").agg(F.count(F.lit(1)).alias("_n"), F.min(F.struct("_source", "_line")).alias("_f"))
+                 .filter(F.col("_n") > 1).select("request_id", F.col("_f._source").alias("_fs"), F.col("_f._line").alias("_fl")))
+        rows = (rows.join(first, "request_id", "left")
+                .filter(F.col("_fs").isNull() | ((F.col("_source") == F.col("_fs")) & (F.col("_line") == F.col("_fl"))))
+                .drop("_fs", "_fl"))
+        firsts = rows.filter(F.col("h_exact").isNotNull()).groupBy("h_exact").agg(F.min("ts").alias("_t0"))
+        rows = rows.join(firsts, "h_exact", "left").withColumn("new_global", F.col("_t0").isNotNull() & (F.col("ts") == F.col("_t0"))).drop("_t0")
         nb = buckets or max(int(spark.conf.get("spark.sql.shuffle.partitions")), -(-valid_in // ROWS_PER_BUCKET))
         rows = rows.withColumn("_b", F.pmod(F.xxhash64("account_id"), F.lit(nb)))
 
@@ -211,21 +216,13 @@ def run_spark_scan(inputs: Sequence[str], out_dir: str | Path, *, master: str | 
         ex.unpersist()
         tm["marks"] = time.time() - t1
 
-        # 4. final clusters in Spark.
-        t2 = time.time()
-        labels, rounds = connected_components(kept_edges(links_df))
-        lab = _collect(labels.select(F.col("a").alias("account_id"), F.col("l").alias("label")))
         marks.unpersist()
-        tm["components"] = time.time() - t2
-        tm["component_rounds"] = rounds
 
-        # 5. replay on the driver.
+        # 4. replay on the driver; it also gives the final clusters (the link rows are collected
+        # for it anyway: components over them with scipy cost far less than rounds of Spark joins).
         t3 = time.time()
         if kept:
-            acc, _ = replay(tick_parts, links, attrs, model, rules, policy, cfg)
-            ids = lab.with_columns(pl.col("label").map_elements(cluster_id, return_dtype=pl.String).alias("cluster_id"))
-            acc = acc.drop("cluster_id").join(ids.select("account_id", "cluster_id"), on="account_id", how="left")
-            clusters = _clusters(acc)
+            acc, clusters = replay(tick_parts, links, attrs, model, rules, policy, cfg)
         else:
             acc, clusters = empty_result()
         tm["replay"] = time.time() - t3

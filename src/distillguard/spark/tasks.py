@@ -15,7 +15,7 @@ from typing import Iterator
 import polars as pl
 import pyarrow as pa
 
-from ..features.exchange import exchange_features
+from ..features.exchange import TextSignalCache, exchange_features, reduction_groups
 from ..features.marks import account_ticks
 from ..schema import EVENT_SCHEMA
 
@@ -84,11 +84,12 @@ def ingest_files(schema: pa.Schema):
                     stats = IngestStats()
                     qpath = os.path.join(tmp, "quarantine.jsonl")
                     local = _localize(path, tmp)
+                    # As the local scan: rows grouped per reduction call, text signals of pairs
+                    # repeated across the file's groups computed once (exact, bounded).
+                    cache = TextSignalCache()
                     with Quarantine(qpath) as q:
-                        for batch in read_events([local], q, stats):
-                            if not batch.num_rows:
-                                continue
-                            rows = _to_spark_types(exchange_features(batch)).with_columns(pl.lit(idx, pl.Int32).alias("_source"))
+                        for batch in reduction_groups(read_events([local], q, stats)):
+                            rows = _to_spark_types(exchange_features(batch, cache)).with_columns(pl.lit(idx, pl.Int32).alias("_source"))
                             t = rows.to_arrow()
                             t = t.append_column("_q", pa.nulls(t.num_rows, pa.string())).cast(schema)
                             yield from t.to_batches()
