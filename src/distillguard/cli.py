@@ -29,9 +29,12 @@ def scan(
     indicators: Optional[List[Path]] = typer.Option(None, "--indicators", help="Partner STIX bundles to match (see `share`)."),
     coalition_key: Optional[Path] = typer.Option(None, "--coalition-key", help="Coalition HMAC key file (default $DG_COALITION_KEY)."),
     provider: Optional[str] = typer.Option(None, help="This provider's name in sightings."),
+    max_event_age_days: float = typer.Option(3660.0, help="Plausible event time: oldest accepted, in days before now (older: ts_out_of_range)."),
+    max_clock_skew_minutes: float = typer.Option(1440.0, help="Plausible event time: newest accepted, in minutes after now."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Scan logs and write accounts.csv, clusters.csv, quarantine.jsonl and summary.json."""
+    from .ingest import EventTimeWindow
     from .replay import ReplayConfig
     from .scan import scan as run_scan
 
@@ -41,14 +44,18 @@ def scan(
         raise typer.BadParameter("engine must be 'local' or 'spark'")
     cfg = ReplayConfig(tick_ms=int(tick_seconds * 1000))
     try:
+        window = EventTimeWindow(max_event_age_days, max_clock_skew_minutes)
+    except ValueError as e:
+        raise typer.BadParameter(str(e))
+    try:
         if engine == "spark":
             from .spark import run_spark_scan
 
             s = run_spark_scan(inputs, out, master=spark_master or "local[2]", tick_ms=cfg.tick_ms,
-                               rules_dir=rules, model_path=model, policy_path=policy, config=cfg)
+                               rules_dir=rules, model_path=model, policy_path=policy, config=cfg, event_window=window)
         else:
             s = run_scan(inputs, out, rules_dir=rules, model_path=model, policy_path=policy, config=cfg,
-                         memory_limit=memory_limit, workdir=workdir, show_progress=not quiet)
+                         memory_limit=memory_limit, workdir=workdir, show_progress=not quiet, event_window=window)
     except FileNotFoundError as e:
         console.print("error: " + str(e), style="red", markup=False)
         raise typer.Exit(2)

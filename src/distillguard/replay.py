@@ -302,7 +302,7 @@ def replay(ticks: TickInput, links: pl.DataFrame, attrs: pl.DataFrame, model: Ac
         if cfg.cluster_since_ms is not None:
             t0 = max(t0, int(cfg.cluster_since_ms) - cfg.cluster_every_ms)
         step = cfg.cluster_every_ms
-        epochs = list(range((t0 // step + 1) * step, t_end + step, step))
+        epochs = active_epochs(state["tick"], pairs["first_ts"], t0, t_end, step)
         todo: list[tuple[int, np.ndarray, np.ndarray]] = []  # epochs to compute, scored in groups
         todo_rows = 0
 
@@ -369,6 +369,24 @@ def replay(ticks: TickInput, links: pl.DataFrame, attrs: pl.DataFrame, model: Ac
     lab = lab.with_columns(pl.col("_min").map_elements(lambda s: "cl-" + xxhash.xxh64_hexdigest(s.encode("utf-8"))[:12], return_dtype=pl.String).alias("cluster_id"))
     acc = acc.join(lab.select("account_id", "cluster_id"), on="account_id", how="left").sort("account_id")
     return acc, _clusters(acc)
+
+
+def active_epochs(ticks: pl.Series, link_ts: pl.Series, t0: int, t_end: int, step: int) -> list[int]:
+    """Cluster epochs worth deciding: those in which a linked account was active or a link
+    appeared (their ``(E - step, E]`` holds one of its ticks or a link's first time).
+
+    Between two such epochs nothing a cluster verdict reads has changed (members' sums, links),
+    so, as for an account (decided at the ticks it is active), no new decision is taken there.
+    The replay's cost then grows with the epochs that hold data, not with the span between the
+    first and the last record: a record dated years after the rest adds at most one epoch, and
+    an unlinked account's late record none (clusters at the end of the log are those of the
+    last epoch: no link appears after it).
+    """
+    first = (t0 // step + 1) * step
+    last = -(-t_end // step) * step
+    times = pl.concat([ticks.cast(pl.Int64), link_ts.cast(pl.Int64)])
+    up = ((times + (step - 1)) // step * step).unique()
+    return sorted(up.filter((up >= first) & (up <= last)).to_list())
 
 
 # Linked-member rows scored together across cluster epochs: one vectorised pass per group of

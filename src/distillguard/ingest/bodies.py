@@ -12,6 +12,7 @@ from .jsonl_block import JsonBlockParser
 from .quarantine import Quarantine
 from .records import BLANK, BlockResult, validate_lines, validate_objects
 from .stats import IngestStats
+from .timestamps import EventTimeWindow, split_out_of_range
 
 _FAST_MIN = 256  # below this many records the per-record path is quicker than Arrow's setup
 
@@ -34,6 +35,7 @@ def records_to_batch(
     *,
     source_index: int = 0,
     first_line: int = 1,
+    window: EventTimeWindow | None = None,
 ) -> pa.RecordBatch:
     """Validate records exactly as :func:`read_events` does and return the valid ones.
 
@@ -53,6 +55,8 @@ def records_to_batch(
         Value of the ``_source`` column.
     first_line : int, default 1
         Number of the first record; record ``i`` is line ``first_line + i``.
+    window : EventTimeWindow, optional
+        Plausible event time (policy): records outside it are refused (``ts_out_of_range``).
 
     Returns
     -------
@@ -62,7 +66,7 @@ def records_to_batch(
     if isinstance(records, (bytes, bytearray, memoryview)):
         body = bytes(records)
         if ndjson_records(body) >= _FAST_MIN:
-            return _finish([JsonBlockParser().parse(body, first_line, source_index)], [], source, quarantine, stats)
+            return _finish([JsonBlockParser().parse(body, first_line, source_index)], [], source, quarantine, stats, window)
         lines = body.split(b"\n")
         if lines and lines[-1] == b"":
             lines.pop()
@@ -89,14 +93,21 @@ def records_to_batch(
         results.append(_validate_texts(texts, text_lines, source_index))
     if objs:
         results.append(validate_objects(objs, source_index))
-    return _finish(results, rejects, source, quarantine, stats)
+    return _finish(results, rejects, source, quarantine, stats, window)
 
 
 def _finish(results: list[BlockResult], rejects: list, source: str, quarantine: Quarantine,
-            stats: IngestStats) -> pa.RecordBatch:
+            stats: IngestStats, window: EventTimeWindow | None = None) -> pa.RecordBatch:
     """Quarantine the rejects, count, and return the valid rows as one batch in line order."""
     for res in results:
         rejects.extend(res.rejects)
+    if window is not None:
+        kept = []
+        for res in results:
+            table, late = split_out_of_range(res.table, window)
+            rejects.extend(late)
+            kept.append(BlockResult(table, [], res.n_lines))
+        results = kept
     rejects.sort(key=lambda r: r[0])
     for line, reason, raw in rejects:
         quarantine.add(source, line, reason, raw)

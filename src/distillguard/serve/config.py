@@ -44,6 +44,11 @@ class ServeConfig:
     shadow_rules: tuple[str, ...] = ()
     # Ingest limits.
     max_body_bytes: int = 64 * 1024 * 1024
+    # Plausible event time (``ingest.EventTimeWindow``, relative to the time of ingest): a record
+    # older or newer than this is refused (``ts_out_of_range``), so no clock error or hostile
+    # record can stretch the replay or move its horizon.
+    max_event_age_days: float = 3660.0
+    max_clock_skew_minutes: float = 1440.0
     max_rejects_listed: int = 100
     # NDJSON bodies reduced at once (each reduction coalesces the bodies waiting for it, up to
     # this many bytes): two keep both cores busy while a group commit is being written.

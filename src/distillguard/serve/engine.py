@@ -42,7 +42,7 @@ import polars as pl
 
 from ..features.exchange import TextSignalCache, exchange_features
 from ..features.marks import account_ticks
-from ..ingest import IngestStats, Quarantine, ndjson_records, records_to_batch
+from ..ingest import EventTimeWindow, IngestStats, Quarantine, ndjson_records, records_to_batch
 from ..replay import ReplayCache, ReplayConfig, fold_before, replay
 from ..report import ms_to_rfc3339
 from ..schema import ACTIONS
@@ -166,6 +166,17 @@ class IngestResult:
                 "rejected": self.rejected, "rejects": self.rejects}
 
 
+def horizon_anchor(ticks: pl.DataFrame) -> int:
+    """Event time the replay horizon trails: the latest tick that at least two accounts reached.
+
+    Not the newest exchange: one account's record dated ahead of everyone else (a bad clock,
+    a hostile ingest token; within the plausible window) would move the horizon for all and
+    fold away the history other accounts' decisions rest on.
+    """
+    last = ticks.group_by("account_id").agg(pl.col("tick").max())["tick"]
+    return int(last.max() if last.len() < 2 else last.top_k(2).min())
+
+
 def _level_names(levels: np.ndarray) -> list[str]:
     return [ACTIONS[int(v)] for v in levels]
 
@@ -244,7 +255,8 @@ class Engine:
         """
         col = collect or _Collect(self.quarantine, self.cfg.max_rejects_listed)
         stats = IngestStats()
-        batch = records_to_batch(records, source, col, stats)  # type: ignore[arg-type]
+        window = EventTimeWindow(self.cfg.max_event_age_days, self.cfg.max_clock_skew_minutes)
+        batch = records_to_batch(records, source, col, stats, window=window)  # type: ignore[arg-type]
         self.quarantine.flush()
         for reason, n in col.reasons.items():
             self.metrics.quarantine.labels(reason).inc(n)
@@ -534,7 +546,7 @@ class Engine:
         rcfg = self.replay_cfg
         if self.cfg.replay_horizon_ms is not None:
             step = rcfg.cluster_every_ms
-            horizon = (int(rows["ts"].max()) - self.cfg.replay_horizon_ms) // step * step
+            horizon = (horizon_anchor(ticks) - self.cfg.replay_horizon_ms) // step * step
             if int(ticks["tick"].min()) < horizon:
                 ticks = fold_before(ticks, horizon)
                 rcfg = dataclasses.replace(rcfg, cluster_since_ms=horizon)

@@ -72,8 +72,10 @@ def _localize(path: str, tmp: str) -> str:
     return local
 
 
-def ingest_files(schema: pa.Schema):
-    """mapInArrow function: rows (idx, path) -> compact rows of those files + one ``_q`` row per file."""
+def ingest_files(schema: pa.Schema, window=None):
+    """mapInArrow function: rows (idx, path) -> compact rows of those files + one ``_q`` row per file.
+
+    ``window`` (``ingest.EventTimeWindow``, pinned by the driver) bounds event time as in the scan."""
     from ..ingest import IngestStats, Quarantine, read_events
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -85,7 +87,7 @@ def ingest_files(schema: pa.Schema):
                     qpath = os.path.join(tmp, "quarantine.jsonl")
                     local = _localize(path, tmp)
                     with Quarantine(qpath) as q:
-                        for batch in read_events([local], q, stats):
+                        for batch in read_events([local], q, stats, window=window):
                             if not batch.num_rows:
                                 continue
                             rows = _to_spark_types(exchange_features(batch)).with_columns(pl.lit(idx, pl.Int32).alias("_source"))

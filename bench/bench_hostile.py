@@ -1,0 +1,100 @@
+"""Time and peak memory of ``distillguard scan`` under hostile timestamps (issue 23, case 1).
+
+Each case is 100 ordinary records (ten accounts, two pairs sharing a payment fingerprint, so
+the replay has cluster epochs) plus the hostile records; the CLI runs as a child process, its
+peak RSS read from ``/proc`` and capped (``--cap-mb``, ``--cap-s``: a run past the cap is
+killed and reported as such, so measuring the old code cannot take the machine down).
+
+    PYTHONPATH=src python bench/bench_hostile.py [--cap-mb 4000] [--cap-s 120]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+T0 = 1793577600000  # 2026-11-02T00:00:00Z
+
+
+def good_records(n: int = 100) -> list[dict]:
+    prompts = ["Explain step by step how to solve x^2 - 5x + 6 = 0.", "Write a haiku about rain.",
+               "Summarise the causes of the French revolution.", "Translate 'good morning' into Dutch.",
+               "Show your full reasoning: is 97 prime?"]
+    out = []
+    for i in range(n):
+        a = i % 10
+        out.append({"request_id": f"good-{i}", "ts": T0 + i * 60_000, "account_id": f"acct-{a}",
+                    "payment_fingerprint": f"pf-{a // 2}" if a < 4 else f"pf-solo-{a}",
+                    "prompt": prompts[i % len(prompts)] + f" ({i})", "output_tokens": 300 + i})
+    return out
+
+
+CASES = {
+    "good_only": [],
+    "year_9999": [{"request_id": "x", "ts": "9999-12-31T23:59:59Z", "account_id": "a"}],
+    "one_year_later": [{"request_id": "x", "ts": T0 + 365 * 86_400_000, "account_id": "acct-1"}],
+    "ten_years_later": [{"request_id": "x", "ts": T0 + 3650 * 86_400_000, "account_id": "acct-1"}],
+    "all_extremes": [
+        {"request_id": "x1", "ts": "0001-01-01T00:00:00Z", "account_id": "acct-0"},
+        {"request_id": "x2", "ts": "9999-12-31T23:59:59Z", "account_id": "acct-1"},
+        {"request_id": "x3", "ts": 0, "account_id": "acct-2"},
+        {"request_id": "x4", "ts": -1000, "account_id": "acct-3"},
+    ],
+}
+
+
+def run_capped(cmd: list[str], cap_mb: float, cap_s: float, env: dict) -> dict:
+    t = time.perf_counter()
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    peak, killed = 0, None
+    while p.poll() is None:
+        try:
+            for line in Path(f"/proc/{p.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]))
+        except OSError:
+            pass
+        if peak / 1024 > cap_mb:
+            killed = f"killed at {peak / 1024:.0f} MB"
+        elif time.perf_counter() - t > cap_s:
+            killed = f"killed after {cap_s:.0f} s"
+        if killed:
+            p.kill()
+            p.wait()
+            break
+        time.sleep(0.05)
+    err = p.stderr.read().decode(errors="replace")[-300:] if p.stderr else ""
+    return {"seconds": round(time.perf_counter() - t, 2), "peak_rss_mb": round(peak / 1024), "rc": p.returncode,
+            "outcome": killed or ("ok" if p.returncode == 0 else "error: " + err.strip().splitlines()[-1:][0] if err.strip() else "error")}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--cap-mb", type=float, default=4000)
+    ap.add_argument("--cap-s", type=float, default=120)
+    ap.add_argument("--cases", nargs="*", default=list(CASES))
+    args = ap.parse_args()
+    env = dict(os.environ)
+    results = {}
+    with tempfile.TemporaryDirectory() as d:
+        for name in args.cases:
+            log = Path(d) / f"{name}.jsonl"
+            log.write_text("".join(json.dumps(r) + "\n" for r in good_records() + CASES[name]))
+            cmd = [sys.executable, "-m", "distillguard", "scan", str(log), "--out", str(Path(d) / f"out-{name}"), "-q"]
+            results[name] = run_capped(cmd, args.cap_mb, args.cap_s, env)
+            q = Path(d) / f"out-{name}" / "summary.json"
+            if q.exists():
+                s = json.loads(q.read_text())
+                results[name]["valid"], results[name]["quarantined"] = s["valid"], s["quarantined"]
+            print(name, results[name], flush=True)
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
