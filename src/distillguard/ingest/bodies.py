@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Iterable
 
 import numpy as np
@@ -129,3 +130,45 @@ def _validate_texts(texts: list[bytes], lines: list[int], source_index: int) -> 
         return JsonBlockParser().parse(b"\n".join(texts), lines[0], source_index)
     # A record may span lines (pretty-printed JSON): newlines are JSON whitespace.
     return validate_lines([t if t.strip(BLANK) else b"" for t in texts], lines, source_index)
+
+
+_BOM = b"\xef\xbb\xbf"
+_WS = b" \t\r\n"
+
+
+def strip_bom(body: bytes) -> bytes:
+    """``body`` without a leading UTF-8 byte-order mark (some clients write one; it is not JSON)."""
+    return body[3:] if body.startswith(_BOM) else body
+
+
+def json_array_items(body: bytes) -> list[bytes]:
+    """The raw text of each item of a top-level JSON array, without parsing the items.
+
+    For an array the strict parser refused as a whole (one item with ``NaN``, a bad escape, a
+    missing value): each item is then validated on its own, as an NDJSON line would be, so one
+    bad item costs one record, not the body. Brackets and commas inside strings do not count.
+    Raises ``ValueError`` when ``body`` is not an array (first byte not ``[``) or never closes.
+    """
+    body = body.strip(_WS)
+    if not body.startswith(b"["):
+        raise ValueError("not a JSON array")
+    # Strings blanked (same length) so that the structure is read from brackets and commas only.
+    flat = _JSON_STRING_RE.sub(lambda m: b'"' + b" " * (len(m.group(0)) - 2) + b'"', body)
+    a = np.frombuffer(flat, np.uint8)
+    step = np.isin(a, (91, 123)).astype(np.int64) - np.isin(a, (93, 125)).astype(np.int64)
+    depth = np.cumsum(step)  # depth after each byte
+    close = np.flatnonzero(depth == 0)
+    if close.size == 0 or a[close[0]] != 93:
+        raise ValueError("JSON array is not closed")
+    end = int(close[0])
+    if body[end + 1:].strip(_WS):
+        raise ValueError("data after the JSON array")
+    commas = np.flatnonzero((a[:end] == 44) & (depth[:end] == 1))
+    cuts = [0, *commas.tolist(), end]
+    items = [body[lo + 1:hi].strip(_WS) for lo, hi in zip(cuts, cuts[1:])]
+    if len(items) == 1 and not items[0]:
+        return []  # []
+    return [x if x else b"," for x in items]  # an empty item (",,") is invalid JSON, kept as a record
+
+
+_JSON_STRING_RE = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)

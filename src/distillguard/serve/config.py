@@ -47,6 +47,14 @@ class ServeConfig:
     # Plausible event time (``ingest.EventTimeWindow``, relative to the time of ingest): a record
     # older or newer than this is refused (``ts_out_of_range``), so no clock error or hostile
     # record can stretch the replay or move its horizon.
+    # Connections (``distillguard serve``'s protocol, serve/fastpath.py): a client gets this long
+    # to send its request line and headers, and this long for the whole body; past the cap on
+    # open connections a new one is closed at once (file descriptors are kept for real clients).
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 60.0
+    max_connections: int = 1000
+    # Request bodies held in memory at once, all requests together (past it: 503, retry later).
+    max_inflight_bytes: int = 256 * 1024 * 1024
     max_event_age_days: float = 3660.0
     max_clock_skew_minutes: float = 1440.0
     max_rejects_listed: int = 100

@@ -98,11 +98,56 @@ def decision_protocol(service: Any) -> type:
     from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
     prefix = PREFIX.encode()
+    cfg = service.engine.cfg
+    refused = {"n": 0, "logged": 0.0}
 
     class DecisionProtocol(HttpToolsProtocol):
+        """Also bounds what a connection may hold: ``header_timeout_s`` to send the request line
+        and headers (from connect, and for each keep-alive request), ``body_timeout_s`` for the
+        body, and at most ``max_connections`` open connections (uvicorn has neither timeout, so
+        idle half-sent requests would otherwise hold file descriptors until the client leaves)."""
+
         _fast: tuple[bytes, bool] | None = None  # (response bytes, keep-alive) of a request being read
+        _read_timer: Any = None
+
+        def connection_made(self, transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            if len(self.connections) > cfg.max_connections:
+                refused["n"] += 1
+                now = self.loop.time()
+                if now - refused["logged"] >= 10.0:
+                    log.warning("connection cap (%d) reached: %d connection(s) closed on arrival",
+                                cfg.max_connections, refused["n"])
+                    refused["n"], refused["logged"] = 0, now
+                transport.close()
+                return
+            self._arm(cfg.header_timeout_s)
+
+        def _arm(self, seconds: float) -> None:
+            self._disarm()
+            self._read_timer = self.loop.call_later(seconds, self._read_timeout)
+
+        def _disarm(self) -> None:
+            if self._read_timer is not None:
+                self._read_timer.cancel()
+                self._read_timer = None
+
+        def _read_timeout(self) -> None:
+            self._read_timer = None
+            if not self.transport.is_closing():
+                log.debug("closing %s: request not received in time", self.client)
+                self.transport.close()
+
+        def connection_lost(self, exc) -> None:  # type: ignore[override]
+            self._disarm()
+            super().connection_lost(exc)
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._arm(cfg.header_timeout_s)
 
         def on_headers_complete(self) -> None:
+            self._arm(cfg.body_timeout_s)
             method = self.parser.get_method()
             busy = self.cycle is not None and not self.cycle.response_complete
             # behind a request in progress, or with the client not reading: the ordinary (flow-controlled) way
@@ -137,6 +182,7 @@ def decision_protocol(service: Any) -> type:
                 super().on_body(body)  # a GET's body, if any, is read and dropped on the fast path
 
         def on_message_complete(self) -> None:
+            self._disarm()
             if self._fast is None:
                 super().on_message_complete()
                 return

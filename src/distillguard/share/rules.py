@@ -15,11 +15,15 @@ with ``distillguard scan --rules DIR``. The pattern is the source of truth for t
 from __future__ import annotations
 
 import hashlib
+import math
+import re
 from pathlib import Path
+from typing import Iterable
 
 import yaml
 
-from ..scoring.rules import parse_rule, rule_documents
+from ..scoring.policy import Policy
+from ..scoring.rules import LEVEL_WEIGHT, parse_rule, rule_documents
 from . import stix
 
 ACCOUNT_TYPE = "distillguard-account"
@@ -93,15 +97,50 @@ def _fmt(v: float) -> str:
     return str(int(v)) if float(v).is_integer() else repr(v)
 
 
-def write_rules(objs: list[dict], out_dir: str | Path, *, include_packaged: bool = True, source: str = "partner") -> list[Path]:
+# Partner rules are sandboxed: a partner rule alone reaches at most this action unless its id is
+# approved locally (``share rules --approve``). Its weight (its fused score when nothing else
+# fires) is set just under the policy's threshold of the next action.
+PARTNER_MAX_ACTION = "monitor"
+_SAFE_ID = re.compile(r"[^A-Za-z0-9_.-]+")
+MAX_RULE_ID = 80
+
+
+def safe_rule_id(rid: str) -> str:
+    """A rule id usable as a file name inside the rules directory: letters, digits, ``_.-``
+    only (``../x``, ``/etc/x`` and ``a\\b`` lose their separators), no leading dot, bounded length."""
+    sid = _SAFE_ID.sub("_", str(rid)).lstrip(".")[:MAX_RULE_ID]
+    return sid or "rule-" + hashlib.sha256(str(rid).encode("utf-8", "surrogatepass")).hexdigest()[:12]
+
+
+def sandbox_weight(max_action: str = PARTNER_MAX_ACTION, policy: Policy | None = None) -> float:
+    """Largest rule weight whose score alone stays below the action after ``max_action``."""
+    p = policy or Policy()
+    nxt = {"none": p.monitor, "monitor": p.challenge, "challenge": p.throttle, "throttle": p.suspend}
+    if max_action not in nxt:
+        raise ValueError(f"partner rules may reach at most none, monitor, challenge or throttle, not {max_action!r}")
+    return round(max(0.0, nxt[max_action] - 0.01), 4)
+
+
+def write_rules(objs: list[dict], out_dir: str | Path, *, include_packaged: bool = True, source: str = "partner",
+                approved: Iterable[str] = (), max_action: str = PARTNER_MAX_ACTION, policy: Policy | None = None,
+                skipped: dict | None = None) -> list[Path]:
     """Write the rule indicators of ``objs`` (newest versions, not revoked) as YAML files.
 
     With ``include_packaged`` the packaged rules are written too, so ``out_dir`` can replace
     the default rules directory (``scan --rules out_dir``). A partner rule whose id exists
     locally with different conditions is kept under ``<id>-<source>``.
+
+    Partner input is untrusted: file names come from :func:`safe_rule_id` and are confined to
+    ``out_dir``; a partner rule's weight is capped by :func:`sandbox_weight` (``max_action``)
+    unless its (partner) id is in ``approved``; a rule that does not parse is skipped and
+    counted in ``skipped`` by reason, the rest are written.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    root = out.resolve()
+    approved = set(approved)
+    cap = sandbox_weight(max_action, policy)
+    skipped = skipped if skipped is not None else {}
     written: list[Path] = []
     local: dict[str, dict] = {}
     if include_packaged:
@@ -113,14 +152,29 @@ def write_rules(objs: list[dict], out_dir: str | Path, *, include_packaged: bool
     for o in stix.latest_versions(objs).values():
         if o.get("type") != "indicator" or o.get("revoked") or stix.ext(o).get("kind") != "rule":
             continue
-        doc = rule_doc_from_indicator(o)
-        rid = str(doc.get("id"))
-        if rid in local:
-            if rule_pattern(local[rid]) == rule_pattern(doc):
-                continue
-            doc["id"] = rid = f"{rid}-{source}"
-        parse_rule(doc, rid)
+        try:
+            doc = rule_doc_from_indicator(o)
+            given = str(doc.get("id"))
+            rid = safe_rule_id(given)
+            if rid in local:
+                if rule_pattern(local[rid]) == rule_pattern(doc):
+                    continue
+                rid = safe_rule_id(f"{rid}-{source}")
+            doc["id"] = rid
+            if given not in approved and rid not in approved:
+                level_w = LEVEL_WEIGHT.get(str(doc.get("level")), 1.0)
+                w = doc.get("weight", level_w)
+                w = float(w) if isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) else level_w
+                doc["weight"] = min(w, cap)
+            parse_rule(doc, rid)
+        except Exception as err:  # noqa: BLE001 - one bad partner rule is skipped, the rest written
+            why = type(err).__name__
+            skipped[why] = skipped.get(why, 0) + 1
+            continue
         p = out / f"{rid}.yaml"
+        if p.resolve().parent != root:  # never outside --out, whatever the id held
+            skipped["unsafe_path"] = skipped.get("unsafe_path", 0) + 1
+            continue
         p.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), encoding="utf-8")
         local[rid] = doc
         written.append(p)
