@@ -31,6 +31,8 @@ Reason codes (``quarantine.jsonl`` ``reason``; ``F`` is a field name):
 ``ts_out_of_range``    a valid ``ts`` outside the policy's plausible window
                        (``timestamps.EventTimeWindow``: ingest time minus a maximum age, plus
                        a maximum clock skew); scan and service alike
+``bad_id:account_id``  an account id holding a control character (``\u0000`` ...): it
+                       would be written raw into reports (checked with the window)
 ``bad_csv_row``        CSV row with the wrong number of cells
 ``truncated_stream``   .gz / .zst ends early: a synthetic record at the line reached,
                        holding the partial last line; everything before is kept

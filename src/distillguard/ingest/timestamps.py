@@ -274,18 +274,27 @@ OUT_OF_RANGE = "ts_out_of_range"
 
 
 def split_out_of_range(table: pa.Table, window: EventTimeWindow | None) -> tuple[pa.Table, list[tuple[int, str, bytes]]]:
-    """(rows inside ``window``, rejects ``(line, "ts_out_of_range", raw)`` for the others).
+    """(plausible rows, rejects ``(line, reason, raw)`` for the others): ``ts_out_of_range``
+    outside ``window``, ``bad_id:account_id`` for an account id holding a control character.
 
     The raw text of a reject is rebuilt from its identifying fields (the reader keeps no line
     text for valid rows); ``line`` leads to the original in the input.
     """
     if window is None or table.num_rows == 0:
         return table, []
-    bad = window.outside(table.column("ts"))
+    bad_ts = window.outside(table.column("ts"))
+    # An account id is written into accounts.csv, Redis keys and the console: control characters
+    # (an escaped \u0000 in JSON) have no place there and are refused with the same policy checks.
+    bad_id = pc.match_substring_regex(table.column("account_id"), CONTROL_RE).to_numpy(zero_copy_only=False).astype(bool)
+    bad = bad_ts | bad_id
     if not bad.any():
         return table, []
     idx = np.flatnonzero(bad)
     sub = table.select(["_line", "request_id", "account_id", "ts"]).take(pa.array(idx)).to_pylist()
-    rejects = [(int(r["_line"]), OUT_OF_RANGE, orjson.dumps({"request_id": r["request_id"], "account_id": r["account_id"],
-                                                             "ts": r["ts"]})) for r in sub]
+    rejects = [(int(r["_line"]), OUT_OF_RANGE if bad_ts[i] else "bad_id:account_id",
+                orjson.dumps({"request_id": r["request_id"], "account_id": r["account_id"], "ts": r["ts"]}))
+               for i, r in zip(idx, sub)]
     return table.filter(pa.array(~bad)), rejects
+
+
+CONTROL_RE = r"[\x00-\x1f\x7f]"

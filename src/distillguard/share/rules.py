@@ -179,3 +179,38 @@ def write_rules(objs: list[dict], out_dir: str | Path, *, include_packaged: bool
         local[rid] = doc
         written.append(p)
     return written
+
+
+def rules_dry_run(scan_dir: str | Path, rules_dir: str | Path, *, labels: str | Path | None = None,
+                  policy_path: str | Path | None = None) -> dict:
+    """Rescan the inputs of an existing scan with ``rules_dir`` and compare the flags.
+
+    Returns counts: accounts, flagged before/after, newly flagged, no longer flagged; with
+    ``labels`` (``account_id,label``; label ``benign`` or anything else) the benign accounts
+    flagged before/after and their rates: what a partner's rules would do to your own
+    false-positive rate, before you use them.
+    """
+    import json
+    import tempfile
+
+    import polars as pl
+
+    from ..scan import scan
+
+    scan_dir = Path(scan_dir)
+    summary = json.loads((scan_dir / "summary.json").read_text(encoding="utf-8"))
+    before = pl.read_csv(scan_dir / "accounts.csv", infer_schema=False).select("account_id", pl.col("flagged") == "true")
+    with tempfile.TemporaryDirectory(prefix="dg-dry-run-") as out:
+        scan(summary["inputs"], out, rules_dir=rules_dir, policy_path=policy_path, show_progress=False)
+        after = pl.read_csv(Path(out) / "accounts.csv", infer_schema=False).select("account_id", pl.col("flagged") == "true")
+    j = before.join(after, on="account_id", how="full", coalesce=True, suffix="_after").fill_null(False)
+    res = {"accounts": j.height, "flagged_before": int(j["flagged"].sum()), "flagged_after": int(j["flagged_after"].sum()),
+           "newly_flagged": int((~j["flagged"] & j["flagged_after"]).sum()), "unflagged": int((j["flagged"] & ~j["flagged_after"]).sum()),
+           "benign": None}
+    if labels is not None:
+        lab = pl.read_csv(labels, infer_schema=False).select("account_id", (pl.col("label") == "benign").alias("benign"))
+        b = j.join(lab, on="account_id", how="inner").filter(pl.col("benign"))
+        n = max(1, b.height)
+        res.update(benign=b.height, benign_flagged_before=int(b["flagged"].sum()), benign_flagged_after=int(b["flagged_after"].sum()))
+        res.update(benign_flag_rate_before=res["benign_flagged_before"] / n, benign_flag_rate_after=res["benign_flagged_after"] / n)
+    return res
