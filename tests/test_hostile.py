@@ -22,7 +22,6 @@ from fastapi.testclient import TestClient
 
 pytest.importorskip("uvicorn")
 
-from distillguard.ingest import EventTimeWindow  # noqa: E402
 from distillguard.serve.app import build_service, create_app  # noqa: E402
 from distillguard.serve.auth import TokenAuth  # noqa: E402
 from distillguard.serve.config import ServeConfig  # noqa: E402
@@ -80,6 +79,8 @@ def test_replay_cost_follows_active_epochs_not_the_span(tmp_path):
 
 
 def test_window_bounds_are_policy_not_data():
+    from distillguard.ingest import EventTimeWindow
+
     w = EventTimeWindow(max_age_days=1, max_skew_minutes=60, now_ms=NOW)
     lo, hi = w.bounds()
     assert (lo, hi) == (NOW - 86_400_000, NOW + 3_600_000)
@@ -322,3 +323,101 @@ def test_share_match_object_limit(tmp_path, key):
     t = time.perf_counter()
     r = _cli("share", "match", str(p), "--events", str(log), "--out", str(tmp_path / "m"), "--key", key, timeout=60)
     assert r.returncode == 2 and "more than" in r.stdout + r.stderr and time.perf_counter() - t < 60
+
+
+# -- 8. console: login throttling, Secure cookies, audited refusals --------------------------------
+
+@pytest.fixture(scope="module")
+def console_db(tmp_path_factory):
+    pytest.importorskip("multipart")
+    from console_util import make_scan
+    from distillguard.console.store import build_store
+
+    return build_store(make_scan(tmp_path_factory.mktemp("scan")), log=lambda *a: None)
+
+
+def _console(console_db, tmp_path, **env):
+    import shutil
+
+    from console_util import ADMIN_PW
+    from distillguard.console.app import create_app
+
+    copy = tmp_path / "c.duckdb"
+    shutil.copy(console_db, copy)
+    return TestClient(create_app(copy, env={"DISTILLGUARD_ADMIN_PASSWORD": ADMIN_PW, **env}))
+
+
+def _csrf(html: str) -> str:
+    import re
+
+    return re.search(r'name="csrf" value="([^"]+)"', html).group(1)
+
+
+def _try_login(c, user: str, pw: str, headers: dict | None = None):
+    tok = _csrf(c.get("/login", headers=headers).text)
+    return c.post("/login", data={"username": user, "password": pw, "csrf": tok}, headers=headers, follow_redirects=False)
+
+
+def test_console_login_is_throttled_and_audited(console_db, tmp_path):
+    from console_util import ADMIN_PW
+    from distillguard.console.store import Store
+
+    with _console(console_db, tmp_path) as c:
+        codes = [_try_login(c, "admin", f"wrong-{i}").status_code for i in range(8)]
+        assert codes[:5] == [303] * 5 and 429 in codes[5:]
+        r = _try_login(c, "admin", ADMIN_PW)  # even the right password waits out the backoff
+        assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
+    s = Store(tmp_path / "c.duckdb")
+    try:
+        acts = [r["action"] for r in s.rows("SELECT action FROM audit WHERE username = 'admin' ORDER BY id")]
+    finally:
+        s.close()
+    assert acts.count("login.failed") == 5 and acts.count("login.throttled") >= 3
+
+
+def test_console_per_address_throttle_behind_trusted_proxy(console_db, tmp_path):
+    with _console(console_db, tmp_path, DISTILLGUARD_TRUSTED_PROXIES="testclient") as c:
+        bad = {"X-Forwarded-For": "198.51.100.7"}
+        for i in range(6):
+            _try_login(c, f"user{i}", "wrong-password", bad)  # a different account each time: only the address repeats
+        assert _try_login(c, "someone", "wrong-password", bad).status_code == 429
+        assert _try_login(c, "someone", "wrong-password", {"X-Forwarded-For": "198.51.100.8"}).status_code == 303
+
+
+def test_console_secure_cookie_behind_tls_proxy(console_db, tmp_path):
+    from console_util import ADMIN_PW
+
+    def login_via_tls_proxy(c):
+        tok = _csrf(c.get("/login").text)  # (the test client speaks http: it would not send back a Secure cookie)
+        return c.post("/login", data={"username": "admin", "password": ADMIN_PW, "csrf": tok},
+                      headers={"X-Forwarded-Proto": "https"}, follow_redirects=False)
+
+    with _console(console_db, tmp_path, DISTILLGUARD_TRUSTED_PROXIES="testclient") as c:
+        r = login_via_tls_proxy(c)
+        assert r.status_code == 303 and r.headers["location"] == "/" and "secure" in r.headers["set-cookie"].lower()
+        assert "secure" in c.get("/login", headers={"X-Forwarded-Proto": "https"}).headers["set-cookie"].lower()
+    (tmp_path / "b").mkdir()
+    with _console(console_db, tmp_path / "b") as c:  # not a trusted proxy: the header is ignored
+        r = login_via_tls_proxy(c)
+        assert r.status_code == 303 and r.headers["location"] == "/" and "secure" not in r.headers["set-cookie"].lower()
+
+
+def test_console_refused_get_is_audited(console_db, tmp_path):
+    from console_util import ADMIN_PW
+    from distillguard.console.store import Store
+
+    with _console(console_db, tmp_path) as c:
+        r = _try_login(c, "admin", ADMIN_PW)
+        c.cookies.update(r.cookies)
+        page = c.get("/users").text
+        r = c.post("/users", data={"username": "viv", "password": "viewer-pass-1", "role": "viewer", "csrf": _csrf(page)})
+        c.cookies.clear()
+        r = _try_login(c, "viv", "viewer-pass-1")
+        c.cookies.update(r.cookies)
+        assert c.get("/users").status_code == 403
+    s = Store(tmp_path / "c.duckdb")
+    try:
+        denied = s.rows("SELECT * FROM audit WHERE username = 'viv' AND action = 'denied'")
+    finally:
+        s.close()
+    assert [(d["target"], d["detail"]) for d in denied] == [("/users", "needs admin")]
