@@ -271,10 +271,10 @@ def test_partner_rule_is_sandboxed_unless_approved(tmp_path):
     r = _cli("share", "rules", str(b), "--out", str(tmp_path / "r1"))
     assert r.returncode == 0, r.stderr[-500:]
     doc = yaml.safe_load((tmp_path / "r1" / "partner-everything.yaml").read_text())
-    assert doc["weight"] < 0.6  # alone, below the policy's challenge threshold
+    assert doc["max_action"] == "monitor" and doc["weight"] < 0.6  # alone, below the policy's challenge threshold
     r = _cli("share", "rules", str(b), "--out", str(tmp_path / "r2"), "--approve", "partner-everything")
     doc = yaml.safe_load((tmp_path / "r2" / "partner-everything.yaml").read_text())
-    assert doc.get("weight", 0.9) == 0.9
+    assert doc.get("weight", 0.9) == 0.9 and "max_action" not in doc
 
 
 def _ident(conf, half=30, min_hits=1, pattern=None, iid="indicator--00000000-0000-4000-8000-0000000000a1"):
@@ -421,3 +421,84 @@ def test_console_refused_get_is_audited(console_db, tmp_path):
     finally:
         s.close()
     assert [(d["target"], d["detail"]) for d in denied] == [("/users", "needs admin")]
+
+
+# -- 5. a TAXII server that pages forever ----------------------------------------------------------
+
+class _EndlessTaxii:
+    """The hostile party itself: a TAXII 2.1 API root whose collection answers ``more: true``
+    on every page, each page full of indicators."""
+
+    COL = "91a7b528-80eb-42ed-a74d-c6fbd5a26116"
+
+    def __init__(self):
+        import http.server
+
+        page = orjson.dumps({"more": True, "next": "again",
+                             "objects": [_ident(80, iid=f"indicator--00000000-0000-4000-8000-{i:012d}") for i in range(500)]})
+        col = {"id": self.COL, "title": "endless", "can_read": True, "can_write": False,
+               "media_types": ["application/stix+json;version=2.1"]}
+        routes = {"/api/collections/": orjson.dumps({"collections": [col]}), f"/api/collections/{self.COL}/": orjson.dumps(col)}
+        self.pages = 0
+        outer = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                path = self.path.split("?")[0]
+                body = page if path.endswith("/objects/") else routes.get(path)
+                if body is page:
+                    outer.pages += 1
+                if body is None:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "application/taxii+json;version=2.1")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/api/"
+
+    def __enter__(self):
+        import threading
+
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+
+
+def test_share_pull_stops_a_server_that_pages_forever(tmp_path):
+    with _EndlessTaxii() as srv:
+        r = _cli("share", "pull", "--out", str(tmp_path / "b.json"), "--url", srv.url, "--collection", "endless",
+                 "--max-pages", "20", timeout=60)
+    assert r.returncode == 2 and "more than 20 pages" in r.stdout + r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "b.json").exists()
+
+
+def test_share_rules_dry_run_reports_the_flag_change(tmp_path):
+    log = _write(tmp_path / "x.jsonl", good_records())
+    assert _cli("scan", str(log), "--out", str(tmp_path / "scan"), "-q").returncode == 0
+    labels = tmp_path / "labels.csv"
+    labels.write_text("account_id,label\n" + "".join(f"acct-{a},benign\n" for a in range(10)))
+    b = _rule_bundle(tmp_path, "partner-everything", "critical", {"min_events": 1, "all": {"single_share": ">= 0"}})
+    import re
+
+    def dry(*extra: str) -> tuple[int, ...]:
+        r = _cli("share", "rules", str(b), "--out", str(tmp_path / "r"), "--dry-run", "--scan", str(tmp_path / "scan"),
+                 "--labels", str(labels), *extra)
+        assert r.returncode == 0, r.stderr[-500:]
+        m = re.search(r"dry run: flagged (\d+) -> (\d+) of 10 account\(s\) \((\d+) newly flagged, 0 no longer\); "
+                      r"benign flagged (\d+) -> (\d+) of 10", r.stdout)
+        assert m, r.stdout
+        return tuple(map(int, m.groups()))
+
+    before, after, new, b_before, b_after = dry("--approve", "partner-everything")  # approved: its own level (critical)
+    assert after == b_after == 10 and new == 10 - before and b_before == before
+    assert dry()[2] == 0  # sandboxed (alone at most monitor): flags no one new
+    assert not (tmp_path / "r").exists()  # a dry run writes nothing

@@ -284,7 +284,7 @@ def rules(bundles: List[Path] = typer.Argument(...), out: Path = typer.Option(..
     if r.get("benign") is not None:
         line += (f"; benign flagged {r['benign_flagged_before']} -> {r['benign_flagged_after']} of {r['benign']} "
                  f"({r['benign_flag_rate_before']:.2%} -> {r['benign_flag_rate_after']:.2%})")
-    console.print(line + (f"; skipped {skipped}" if skipped else ""), markup=False)
+    console.print(line + (f"; skipped {skipped}" if skipped else ""), markup=False, soft_wrap=True)
 
 
 @share_app.command("psi-request")

@@ -97,9 +97,10 @@ def _fmt(v: float) -> str:
     return str(int(v)) if float(v).is_integer() else repr(v)
 
 
-# Partner rules are sandboxed: a partner rule alone reaches at most this action unless its id is
-# approved locally (``share rules --approve``). Its weight (its fused score when nothing else
-# fires) is set just under the policy's threshold of the next action.
+# Partner rules are sandboxed: a partner rule reaches at most this action by itself unless its id
+# is approved locally (``share rules --approve``): the file carries ``max_action`` (the replay
+# takes the decision without the rule, or with it capped there, whichever is higher, and never
+# lets it convict a cluster), and its weight stays under the policy's next threshold.
 PARTNER_MAX_ACTION = "monitor"
 _SAFE_ID = re.compile(r"[^A-Za-z0-9_.-]+")
 MAX_RULE_ID = 80
@@ -121,6 +122,12 @@ def sandbox_weight(max_action: str = PARTNER_MAX_ACTION, policy: Policy | None =
     return round(max(0.0, nxt[max_action] - 0.01), 4)
 
 
+def _weight(doc: dict) -> float:
+    level_w = LEVEL_WEIGHT.get(str(doc.get("level")), 1.0)
+    w = doc.get("weight", level_w)
+    return float(w) if isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) else level_w
+
+
 def write_rules(objs: list[dict], out_dir: str | Path, *, include_packaged: bool = True, source: str = "partner",
                 approved: Iterable[str] = (), max_action: str = PARTNER_MAX_ACTION, policy: Policy | None = None,
                 skipped: dict | None = None) -> list[Path]:
@@ -131,8 +138,8 @@ def write_rules(objs: list[dict], out_dir: str | Path, *, include_packaged: bool
     locally with different conditions is kept under ``<id>-<source>``.
 
     Partner input is untrusted: file names come from :func:`safe_rule_id` and are confined to
-    ``out_dir``; a partner rule's weight is capped by :func:`sandbox_weight` (``max_action``)
-    unless its (partner) id is in ``approved``; a rule that does not parse is skipped and
+    ``out_dir``; unless its (partner) id is in ``approved``, a partner rule gets ``max_action``
+    (what it may do by itself) and a weight under :func:`sandbox_weight`; a rule that does not parse is skipped and
     counted in ``skipped`` by reason, the rest are written.
     """
     out = Path(out_dir)
@@ -161,11 +168,10 @@ def write_rules(objs: list[dict], out_dir: str | Path, *, include_packaged: bool
                     continue
                 rid = safe_rule_id(f"{rid}-{source}")
             doc["id"] = rid
+            doc.pop("max_action", None)  # a partner cannot lift its own sandbox
             if given not in approved and rid not in approved:
-                level_w = LEVEL_WEIGHT.get(str(doc.get("level")), 1.0)
-                w = doc.get("weight", level_w)
-                w = float(w) if isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) else level_w
-                doc["weight"] = min(w, cap)
+                doc["max_action"] = max_action
+                doc["weight"] = min(_weight(doc), cap)
             parse_rule(doc, rid)
         except Exception as err:  # noqa: BLE001 - one bad partner rule is skipped, the rest written
             why = type(err).__name__
