@@ -74,15 +74,46 @@ def run_capped(cmd: list[str], cap_mb: float, cap_s: float, env: dict) -> dict:
             "outcome": killed or ("ok" if p.returncode == 0 else "error: " + err.strip().splitlines()[-1:][0] if err.strip() else "error")}
 
 
+def indicator(i: int, conf: int = 80) -> dict:
+    ts = "2026-11-02T00:00:00.000Z"
+    return {"type": "indicator", "spec_version": "2.1", "id": f"indicator--00000000-0000-4000-8000-{i:012d}",
+            "created": ts, "modified": ts, "name": "t", "pattern_type": "stix", "valid_from": ts, "confidence": conf,
+            "pattern": f"[distillguard-identifier:kind = 'asn' AND distillguard-identifier:value = '{i:064x}']",
+            "extensions": {"extension-definition--b7c5d792-3c25-45c9-92f3-b62becce6488": {
+                "extension_type": "property-extension", "kind": "asn", "key_id": "k1", "half_life_days": 30, "min_hits": 1}}}
+
+
+def share_cases(d: Path, env: dict, cap_mb: float, cap_s: float) -> dict:
+    """``share match`` on a bundle of 100,000 indicators (~140 MB, case 5)."""
+    log = d / "good.jsonl"
+    log.write_text("".join(json.dumps(r) + "\n" for r in good_records()))
+    big = d / "big.json"
+    with open(big, "w") as f:
+        f.write('{"type": "bundle", "id": "bundle--00000000-0000-4000-8000-000000000009", "objects": [')
+        f.write(",".join(json.dumps(indicator(i)) for i in range(100_000)))
+        f.write("]}")
+    key = d / "key.json"
+    subprocess.run([sys.executable, "-m", "distillguard", "share", "keygen", "--out", str(key), "--key-id", "k1"], env=env, check=True,
+                   capture_output=True)
+    cmd = [sys.executable, "-m", "distillguard", "share", "match", str(big), "--events", str(log), "--out", str(d / "m"), "--key", str(key)]
+    r = run_capped(cmd, cap_mb, cap_s, env)
+    r["bundle_mb"] = round(big.stat().st_size / 1e6)
+    return {"share_match_100k_indicators": r}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--cap-mb", type=float, default=4000)
     ap.add_argument("--cap-s", type=float, default=120)
     ap.add_argument("--cases", nargs="*", default=list(CASES))
+    ap.add_argument("--share", action="store_true", help="also share match on 100k partner indicators")
     args = ap.parse_args()
     env = dict(os.environ)
     results = {}
     with tempfile.TemporaryDirectory() as d:
+        if args.share:
+            results.update(share_cases(Path(d), env, args.cap_mb, args.cap_s))
+            print(results, flush=True)
         for name in args.cases:
             log = Path(d) / f"{name}.jsonl"
             log.write_text("".join(json.dumps(r) + "\n" for r in good_records() + CASES[name]))
