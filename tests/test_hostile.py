@@ -502,3 +502,22 @@ def test_share_rules_dry_run_reports_the_flag_change(tmp_path):
     assert after == b_after == 10 and new == 10 - before and b_before == before
     assert dry()[2] == 0  # sandboxed (alone at most monitor): flags no one new
     assert not (tmp_path / "r").exists()  # a dry run writes nothing
+
+
+# -- the array splitter, by property ---------------------------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_json = st.recursive(st.none() | st.booleans() | st.integers(-2**53, 2**53) | st.text(max_size=8),
+                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+                     max_leaves=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_json, max_size=8), st.sampled_from([b"", b" ", b"\n  "]))
+def test_array_items_split_as_the_json_parser_does(items, ws):
+    from distillguard.ingest.bodies import json_array_items
+
+    body = ws + b"[" + (b"," + ws).join(orjson.dumps(x) for x in items) + b"]" + ws
+    assert [orjson.loads(x) for x in json_array_items(body)] == items

@@ -62,7 +62,11 @@ def scan(
     if indicators:
         from .share import apply_indicators_to_scan
 
-        apply_indicators_to_scan(out, indicators, coalition_key, provider=provider)
+        try:
+            apply_indicators_to_scan(out, indicators, coalition_key, provider=provider)
+        except ValueError as e:  # a partner bundle over the limits or malformed (share.stix.load_objects)
+            console.print("error: " + str(e), style="red", markup=False, soft_wrap=True)
+            raise typer.Exit(2)
     if not quiet:
         console.print(f"read {s['records_read']:,} records: {s['valid']:,} valid, {s['quarantined']:,} quarantined, "
                       f"{s['duplicates_dropped']:,} duplicates; {s['accounts']:,} accounts, {s['flagged_accounts']:,} flagged, "

@@ -88,6 +88,7 @@ def create_app(db_path: str | Path, *, env: dict | None = None) -> FastAPI:
             raise Forbidden("Not logged in")
         form = dict(await request.form())
         if not csrf_ok(s, form.get("csrf")):
+            store.audit(s["username"], "denied", request.url.path, "CSRF token missing or wrong")
             raise Forbidden("CSRF token missing or wrong")
         if not has_role(s, need):
             store.audit(s["username"], "denied", request.url.path, f"needs {need}")
