@@ -101,13 +101,51 @@ def share_cases(d: Path, env: dict, cap_mb: float, cap_s: float) -> dict:
     return {"share_match_100k_indicators": r}
 
 
+def serve_case(log: Path, state: Path) -> dict:
+    """Case 2: the service's decisions before and after one record dated 9999-12-31 (and, where it
+    is refused, one a day ahead of the wall clock), in-process; counts the accounts whose current
+    action, flag or first flag changed."""
+    import resource
+
+    import orjson
+
+    from distillguard.serve.config import ServeConfig
+    from distillguard.serve.engine import Engine
+
+    keep = ("action", "computed_action", "max_action", "flagged", "first_flagged_ts", "events", "events_before_flag")
+    eng = Engine(ServeConfig(state_dir=state, refresh_ms=600_000))
+    try:
+        eng.ingest(log.read_bytes())
+        eng.refresh(force=True)
+        before = {a: {k: v for k, v in orjson.loads(b).items() if k in keep} for a, b in eng.decisions.items()}
+        out = {"accounts": len(before), "suspended_before": sum(d["action"] == "suspend" for d in before.values())}
+        recs = [b'{"request_id":"far-1","ts":"9999-12-31T23:59:59Z","account_id":"zz-far"}',
+                orjson.dumps({"request_id": "near-1", "ts": int(time.time() * 1000) + 23 * 3_600_000, "account_id": "zz-near"})]
+        out["hostile_accepted"] = [eng.ingest(r + b"\n").accepted for r in recs]
+        t = time.perf_counter()
+        eng.refresh(force=True)
+        out["refresh_s"] = round(time.perf_counter() - t, 2)
+        after = {a: {k: v for k, v in orjson.loads(b).items() if k in keep} for a, b in eng.decisions.items()}
+        out["changed_accounts"] = sum(after.get(a) != d for a, d in before.items())
+        out["suspended_after"] = sum(d["action"] == "suspend" for a, d in after.items() if a in before)
+        out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    finally:
+        eng.close()
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--cap-mb", type=float, default=4000)
     ap.add_argument("--cap-s", type=float, default=120)
     ap.add_argument("--cases", nargs="*", default=list(CASES))
     ap.add_argument("--share", action="store_true", help="also share match on 100k partner indicators")
+    ap.add_argument("--serve-log", type=Path, help="only case 2: replay this log into the service, then one far-future record")
     args = ap.parse_args()
+    if args.serve_log:
+        with tempfile.TemporaryDirectory() as d:
+            print(json.dumps(serve_case(args.serve_log, Path(d) / "state"), indent=2))
+        return
     env = dict(os.environ)
     results = {}
     with tempfile.TemporaryDirectory() as d:

@@ -214,6 +214,21 @@ def test_connection_cap_keeps_service_usable(live):
             s.close()
 
 
+def test_one_client_cannot_take_every_connection(tmp_path):
+    cfg = ServeConfig(state_dir=tmp_path / "s", refresh_ms=60_000, header_timeout_s=5.0, max_connections=100,
+                      max_connections_per_client=3)
+    service = build_service(cfg, TokenAuth(TOKENS))
+    with Server(create_app(service), http=decision_protocol(service)) as srv:
+        socks = [socket.create_connection(("127.0.0.1", srv.port)) for _ in range(8)]
+        try:
+            assert sum(_closed_within(s, 0.3) for s in socks) == 5
+        finally:
+            for s in socks:
+                s.close()
+        time.sleep(0.2)
+        assert _healthy(srv.port)
+
+
 def test_mid_body_disconnect_logs_one_line(live, caplog):
     caplog.set_level(logging.WARNING)
     for _ in range(5):

@@ -46,7 +46,8 @@ def serve(
     max_clock_skew_minutes: float = typer.Option(1440.0, help="Refuse records more than this many minutes after now (ts_out_of_range)."),
     header_timeout: float = typer.Option(10.0, help="Seconds a client has to send its request line and headers."),
     body_timeout: float = typer.Option(60.0, help="Seconds a client has to send a request body."),
-    max_connections: int = typer.Option(1000, min=1, help="Open connections at most; more are closed on arrival."),
+    max_connections: int = typer.Option(1000, min=1, help="Open connections at most (and below the file-descriptor limit); more are closed on arrival."),
+    max_connections_per_client: int = typer.Option(256, min=1, help="Open connections from one address at most."),
     max_inflight_mb: float = typer.Option(256.0, help="Request bodies held in memory at once, all requests together (MB; past it: 503)."),
     access_log: bool = typer.Option(False, help="uvicorn access log (request lines only; tokens are never logged)."),
     log_level: str = typer.Option("info"),
@@ -83,7 +84,7 @@ def serve(
                       redis_url=redis_url, redis_prefix=redis_prefix, decision_ttl_s=decision_ttl,
                       webhook_urls=tuple(webhook_url), max_event_age_days=max_event_age_days,
                       max_clock_skew_minutes=max_clock_skew_minutes, header_timeout_s=header_timeout, body_timeout_s=body_timeout,
-                      max_connections=max_connections, max_inflight_bytes=int(max_inflight_mb * 1024 * 1024), **kw)
+                      max_connections=max_connections, max_connections_per_client=max_connections_per_client, max_inflight_bytes=int(max_inflight_mb * 1024 * 1024), **kw)
     service = build_service(cfg, auth, consume=not no_consume)
     app = create_app(service)
     # decision lookups are answered inside uvicorn's HTTP protocol (serve/fastpath.py), the rest via ASGI

@@ -53,6 +53,7 @@ class ServeConfig:
     header_timeout_s: float = 10.0
     body_timeout_s: float = 60.0
     max_connections: int = 1000
+    max_connections_per_client: int = 256
     # Request bodies held in memory at once, all requests together (past it: 503, retry later).
     max_inflight_bytes: int = 256 * 1024 * 1024
     max_event_age_days: float = 3660.0
