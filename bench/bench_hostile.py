@@ -134,6 +134,64 @@ def serve_case(log: Path, state: Path) -> dict:
     return out
 
 
+def loris_case(n: int, env: dict) -> dict:
+    """Case 6: ``n`` idle partial-header connections from 127.0.0.1 against ``distillguard serve``
+    (file-descriptor limit 1024); a client on 127.0.0.2 then asks ``/healthz``. Reports whether it
+    is answered during the attack, and how many attacker connections are still open 12 s later."""
+    import resource
+    import socket
+
+    port = socket.socket()
+    port.bind(("127.0.0.1", 0))
+    p_no = port.getsockname()[1]
+    port.close()
+    state = tempfile.mkdtemp()
+    env = {**env, "DISTILLGUARD_API_TOKENS": "tok-bench-00001:ingest+decide+admin"}
+    proc = subprocess.Popen([sys.executable, "-m", "distillguard.serve", "--host", "127.0.0.1", "--port", str(p_no), "--state-dir", state],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024)))
+
+    def healthz() -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", p_no), timeout=3, source_address=("127.0.0.2", 0)) as s:
+                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                return s.makefile("rb").readline().split()[1:2] == [b"200"]
+        except OSError:
+            return False
+
+    try:
+        for _ in range(600):
+            if healthz():
+                break
+            time.sleep(0.1)
+        socks = []
+        for _ in range(n):
+            try:
+                s = socket.create_connection(("127.0.0.1", p_no), timeout=3)
+                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n")
+                socks.append(s)
+            except OSError:
+                break
+        time.sleep(1.0)
+        during = healthz()
+        time.sleep(12)
+        still = 0
+        for s in socks:
+            s.settimeout(0.01)
+            try:
+                still += s.recv(1) != b""
+            except (TimeoutError, socket.timeout):
+                still += 1
+            except OSError:
+                pass
+            s.close()
+        return {"attack_connections": len(socks), "healthz_during_attack": during, "attack_open_after_12s": still,
+                "healthz_after": healthz()}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--cap-mb", type=float, default=4000)
@@ -141,7 +199,11 @@ def main() -> None:
     ap.add_argument("--cases", nargs="*", default=list(CASES))
     ap.add_argument("--share", action="store_true", help="also share match on 100k partner indicators")
     ap.add_argument("--serve-log", type=Path, help="only case 2: replay this log into the service, then one far-future record")
+    ap.add_argument("--loris", type=int, help="only case 6: this many idle partial-header connections against serve")
     args = ap.parse_args()
+    if args.loris:
+        print(json.dumps(loris_case(args.loris, dict(os.environ)), indent=2))
+        return
     if args.serve_log:
         with tempfile.TemporaryDirectory() as d:
             print(json.dumps(serve_case(args.serve_log, Path(d) / "state"), indent=2))

@@ -126,7 +126,7 @@ def demo(
     console.rule("2/3 scan")
     scan([str(sim_dir / "events.jsonl")], out=scan_dir, rules=None, model=None, policy=None, tick_seconds=60.0,
          memory_limit="1GB", workdir=None, engine="local", spark_master=None, indicators=None, coalition_key=None,
-         provider=None, quiet=False)
+         provider=None, max_event_age_days=3660.0, max_clock_skew_minutes=1440.0, quiet=False)
     console.rule("3/3 evaluate")
     evaluate(sim_dir / "labels.csv", scan_dir, events=[str(sim_dir / "events.jsonl")], out=None)
     console.print(f"demo finished in {time.time() - t0:.0f} s", markup=False)
