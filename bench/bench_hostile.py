@@ -77,7 +77,8 @@ def run_capped(cmd: list[str], cap_mb: float, cap_s: float, env: dict) -> dict:
 def indicator(i: int, conf: int = 80) -> dict:
     ts = "2026-11-02T00:00:00.000Z"
     return {"type": "indicator", "spec_version": "2.1", "id": f"indicator--00000000-0000-4000-8000-{i:012d}",
-            "created": ts, "modified": ts, "name": "t", "pattern_type": "stix", "valid_from": ts, "confidence": conf,
+            "created": ts, "modified": ts, "name": "t", "description": "partner note " * 60, "pattern_type": "stix",
+            "valid_from": ts, "confidence": conf,
             "pattern": f"[distillguard-identifier:kind = 'asn' AND distillguard-identifier:value = '{i:064x}']",
             "extensions": {"extension-definition--b7c5d792-3c25-45c9-92f3-b62becce6488": {
                 "extension_type": "property-extension", "kind": "asn", "key_id": "k1", "half_life_days": 30, "min_hits": 1}}}

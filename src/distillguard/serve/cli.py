@@ -78,13 +78,17 @@ def serve(
     elif not auth.configured:
         raise typer.BadParameter(f"no API tokens: set {ENV_VAR}='token:ingest+decide,...' (or --no-auth on loopback)")
     kw = {} if consumer_name is None else {"consumer_name": consumer_name}
-    cfg = ServeConfig(state_dir=state_dir, tick_ms=int(tick_seconds * 1000), rules_dir=rules, model_path=model, policy_path=policy,
-                      refresh_ms=refresh_ms, min_refresh_ms=min_refresh_ms, ingest_workers=ingest_workers,
-                      replay_horizon_ms=int(replay_horizon_hours * 3_600_000) or None, shadow=shadow, shadow_rules=tuple(shadow_rule),
-                      redis_url=redis_url, redis_prefix=redis_prefix, decision_ttl_s=decision_ttl,
-                      webhook_urls=tuple(webhook_url), max_event_age_days=max_event_age_days,
-                      max_clock_skew_minutes=max_clock_skew_minutes, header_timeout_s=header_timeout, body_timeout_s=body_timeout,
-                      max_connections=max_connections, max_connections_per_client=max_connections_per_client, max_inflight_bytes=int(max_inflight_mb * 1024 * 1024), **kw)
+    try:
+        cfg = ServeConfig(state_dir=state_dir, tick_ms=int(tick_seconds * 1000), rules_dir=rules, model_path=model, policy_path=policy,
+                          refresh_ms=refresh_ms, min_refresh_ms=min_refresh_ms, ingest_workers=ingest_workers,
+                          replay_horizon_ms=int(replay_horizon_hours * 3_600_000) or None, shadow=shadow, shadow_rules=tuple(shadow_rule),
+                          redis_url=redis_url, redis_prefix=redis_prefix, decision_ttl_s=decision_ttl,
+                          webhook_urls=tuple(webhook_url), max_event_age_days=max_event_age_days,
+                          max_clock_skew_minutes=max_clock_skew_minutes, header_timeout_s=header_timeout, body_timeout_s=body_timeout,
+                          max_connections=max_connections, max_connections_per_client=max_connections_per_client,
+                          max_inflight_bytes=int(max_inflight_mb * 1024 * 1024), **kw)
+    except ValueError as e:
+        raise typer.BadParameter(str(e))
     service = build_service(cfg, auth, consume=not no_consume)
     app = create_app(service)
     # decision lookups are answered inside uvicorn's HTTP protocol (serve/fastpath.py), the rest via ASGI

@@ -90,6 +90,13 @@ class ServeConfig:
             self.shadow_rules = tuple(dict.fromkeys([*self.shadow_rules, *map(str, d.get("shadow_rules", []) or [])]))
         if self.replay_horizon_ms is not None and self.replay_horizon_ms < 2 * 3_600_000:
             raise ValueError("replay_horizon_ms must be at least two hours (the trailing window is one)")
+        from ..ingest.timestamps import EventTimeWindow
+
+        EventTimeWindow(self.max_event_age_days, self.max_clock_skew_minutes)  # ValueError when out of range
+        if not (self.header_timeout_s > 0 and self.body_timeout_s > 0):
+            raise ValueError("header_timeout_s and body_timeout_s must be positive")
+        if min(self.max_connections, self.max_connections_per_client, self.max_inflight_bytes) < 1:
+            raise ValueError("max_connections, max_connections_per_client and max_inflight_bytes must be at least 1")
         if not 0 < self.tick_ms <= 900_000:
             raise ValueError("tick_ms must be in (0, 900000]: the spec refreshes decisions at least every 15 minutes")
 
