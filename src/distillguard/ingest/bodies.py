@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any, Iterable
 
 import numpy as np
@@ -11,6 +10,7 @@ import pyarrow as pa
 from ..schema import EVENT_SCHEMA
 from .jsonl_block import JsonBlockParser
 from .quarantine import Quarantine
+from .records import _JSON_STRING as _JSON_STRING_RE  # one definition of a JSON string literal
 from .records import BLANK, BlockResult, validate_lines, validate_objects
 from .stats import IngestStats
 from .timestamps import EventTimeWindow, split_out_of_range
@@ -170,5 +170,3 @@ def json_array_items(body: bytes) -> list[bytes]:
         return []  # []
     return [x if x else b"," for x in items]  # an empty item (",,") is invalid JSON, kept as a record
 
-
-_JSON_STRING_RE = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)

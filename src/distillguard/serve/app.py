@@ -19,6 +19,7 @@ already accepted, ``duplicate``. A 200 answer means the accepted exchanges are d
 from __future__ import annotations
 
 import logging
+import time
 from contextlib import asynccontextmanager
 from typing import Any, Callable
 
@@ -128,11 +129,17 @@ def create_app(service: Service, *, start_engine: bool = True) -> DecisionFastPa
     app = FastAPI(title="distillguard", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.service = service
 
-    inflight = {"bytes": 0}  # request-body bytes held by requests in progress (one event loop: no lock)
+    # Request-body bytes held by requests in progress (all on the one event loop: no lock).
+    inflight = {"bytes": 0, "refused": 0, "logged": 0.0}
 
     def _reserve(n: int) -> None:
         if inflight["bytes"] + n > cfg.max_inflight_bytes:
-            log.warning("503: request bodies in flight would exceed %d bytes", cfg.max_inflight_bytes)
+            inflight["refused"] += 1
+            now = time.monotonic()
+            if now - inflight["logged"] >= 10.0:  # one line per 10 s, however many are refused
+                log.warning("503: request bodies in flight would exceed %d bytes (%d request(s) refused)",
+                            cfg.max_inflight_bytes, inflight["refused"])
+                inflight["refused"], inflight["logged"] = 0, now
             raise HTTPException(503, "too much request data in flight; retry later", headers={"Retry-After": "1"})
         inflight["bytes"] += n
 
