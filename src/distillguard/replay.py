@@ -19,9 +19,9 @@ import xxhash
 
 from .features.account import DAY_COLUMNS, SUM_COLUMNS, VOLUME_WINDOW_MS, asks_share, derive, snapshots, tick_aggregates
 from .features.linking import LinkGraph, link_pairs
+from .schema import ACTIONS
 from .scoring.model import AccountModel
 from .scoring.policy import Policy
-from .schema import ACTIONS
 from .scoring.rules import Rule, fire
 
 MODEL_REASON_MIN = 0.4  # log-odds a feature must add before it is named as a reason
