@@ -114,7 +114,7 @@ def test_decision_document(served):
 def test_auth_scopes_and_no_token_leaks(tmp_path, caplog):
     caplog.set_level(logging.DEBUG)
     with _client(tmp_path / "s") as c:
-        body = b'{"request_id":"a1","ts":1,"account_id":"x"}'
+        body = b'{"request_id":"a1","ts":1793577600000,"account_id":"x"}'
         assert c.post("/v1/events", content=body).status_code == 401
         r = c.post("/v1/events", content=body, headers={"Authorization": "Bearer not-a-real-token"})
         assert r.status_code == 401 and "not-a-real-token" not in r.text
@@ -159,7 +159,7 @@ def test_bodies_are_quarantined_like_files(tmp_path):
         assert (r["received"], r["accepted"], r["duplicate"], r["rejected"]) == (5, 1, 1, 3)
         assert r["rejects"] == [{"line": 3, "reason": "bad_ts:ts"}, {"line": 4, "reason": "invalid_json"},
                                 {"line": 6, "reason": "type:asn"}]
-        r = c.post("/v1/events", content=b'[{"request_id":"r9","ts":1,"account_id":"b"}, 5]', headers=H_INGEST).json()
+        r = c.post("/v1/events", content=b'[{"request_id":"r9","ts":1793577600000,"account_id":"b"}, 5]', headers=H_INGEST).json()
         assert (r["accepted"], r["rejected"], r["rejects"][0]["reason"]) == (1, 1, "not_an_object")
         r = c.post("/v1/events", content=b'[{"request_id":', headers=H_INGEST)
         assert r.status_code == 400 and r.json()["rejected"] == 1

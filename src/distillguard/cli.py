@@ -156,13 +156,15 @@ def scan(
     indicators: Optional[List[Path]] = typer.Option(None, "--indicators", help="Partner STIX bundles to match (see `share`)."),
     coalition_key: Optional[Path] = typer.Option(None, "--coalition-key", help="Coalition HMAC key file (default $DG_COALITION_KEY)."),
     provider: Optional[str] = typer.Option(None, help="This provider's name in sightings."),
+    max_event_age_days: float = typer.Option(3660.0, help="Plausible event time: oldest accepted, in days before now (older: ts_out_of_range)."),
+    max_clock_skew_minutes: float = typer.Option(1440.0, help="Plausible event time: newest accepted, in minutes after now."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Scan logs and write accounts.csv, clusters.csv, quarantine.jsonl and summary.json.
 
     Exit code 3 (report still written) when no record was valid.
     """
-    from .ingest import expand_inputs
+    from .ingest import EventTimeWindow, expand_inputs
     from .replay import ReplayConfig
     from .scan import scan as run_scan
 
@@ -192,14 +194,18 @@ def scan(
     shutil.rmtree(staging, ignore_errors=True)
     cfg = ReplayConfig(tick_ms=int(tick_seconds * 1000))
     try:
+        window = EventTimeWindow(max_event_age_days, max_clock_skew_minutes)
+    except ValueError as e:
+        raise UserError(f"event-time window: {e}", "give --max-event-age-days and --max-clock-skew-minutes as positive numbers") from e
+    try:
         if engine == "spark":
             from .spark import run_spark_scan
 
             s = run_spark_scan(inputs, staging, master=spark_master or "local[2]", tick_ms=cfg.tick_ms,
-                               rules_dir=rules, model_path=model, policy_path=policy, config=cfg)
+                               rules_dir=rules, model_path=model, policy_path=policy, config=cfg, event_window=window)
         else:
             s = run_scan(inputs, staging, rules_dir=rules, model_path=model, policy_path=policy, config=cfg,
-                         memory_limit=memory_limit, workdir=workdir, show_progress=not quiet)
+                         memory_limit=memory_limit, workdir=workdir, show_progress=not quiet, event_window=window)
         if indicators:
             from .share import apply_indicators_to_scan
 
@@ -315,7 +321,7 @@ def demo(
     console.rule("2/3 scan")
     scan([str(sim_dir / "events.jsonl")], out=scan_dir, rules=None, model=None, policy=None, tick_seconds=60.0,
          memory_limit="1GB", workdir=None, engine="local", spark_master=None, indicators=None, coalition_key=None,
-         provider=None, quiet=False)
+         provider=None, max_event_age_days=3660.0, max_clock_skew_minutes=1440.0, quiet=False)
     console.rule("3/3 evaluate")
     evaluate(sim_dir / "labels.csv", scan_dir, events=[str(sim_dir / "events.jsonl")], out=None)
     console.print(f"demo finished in {time.time() - t0:.0f} s", markup=False)

@@ -25,7 +25,7 @@ import pyarrow as pa
 
 from .features.exchange import REDUCE_ROWS, TextSignalCache, exchange_features, reduction_groups  # noqa: F401 (REDUCE_ROWS: benches)
 from .features.marks import account_ticks
-from .ingest import IngestStats, Quarantine, read_events
+from .ingest import EventTimeWindow, IngestStats, Quarantine, read_events
 
 # Input bytes per account bucket. Buckets bound the marks' memory, and smaller ones are also
 # faster to mark (sorts and hash tables of ~120k rows stay in cache, and the two mark workers
@@ -72,7 +72,8 @@ def n_buckets(paths: Sequence[str]) -> int:
 
 
 def spill_exchanges(paths: Sequence[str], spill: Path, quarantine: Quarantine, stats: IngestStats, buckets: int,
-                    progress: Callable[[int], None] | None = None, workers: int = 2) -> int:
+                    progress: Callable[[int], None] | None = None, workers: int = 2,
+                    window: EventTimeWindow | None = None) -> int:
     """Read, validate and reduce every batch; write compact rows to ``spill/b<k>/``. Returns files written.
 
     Reading batches are grouped to ``REDUCE_ROWS`` rows per reduction (``reduction_groups``); reduction runs in a small
@@ -126,7 +127,7 @@ def spill_exchanges(paths: Sequence[str], spill: Path, quarantine: Quarantine, s
 
     pending: deque[Future] = deque()
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for table in reduction_groups(read_events(paths, quarantine, stats, progress=progress)):
+        for table in reduction_groups(read_events(paths, quarantine, stats, progress=progress, window=window)):
             pending.append(pool.submit(reduce, table))
             while len(pending) >= 2 * workers:
                 pending.popleft().result()
@@ -162,11 +163,15 @@ def global_pass(spill: Path, memory_limit: str) -> tuple[pl.DataFrame, pl.DataFr
 
 def prepare(paths: Sequence[str], spill: Path, quarantine: Quarantine, stats: IngestStats, *, tick_ms: int,
             memory_limit: str = "1GB", read_progress: Callable[[int], None] | None = None,
-            stage_progress: Callable[[str, float], None] | None = None) -> Prepared:
-    """Run steps 1-3 and return the per-(account, tick) sums, link rows and account attributes."""
+            stage_progress: Callable[[str, float], None] | None = None,
+            window: EventTimeWindow | None = None) -> Prepared:
+    """Run steps 1-3 and return the per-(account, tick) sums, link rows and account attributes.
+
+    ``window`` bounds event time by policy (records outside it are quarantined as ``ts_out_of_range``).
+    """
     say = stage_progress or (lambda s, f: None)
     buckets = n_buckets(paths)
-    spill_exchanges(paths, spill, quarantine, stats, buckets, read_progress)
+    spill_exchanges(paths, spill, quarantine, stats, buckets, read_progress, window=window)
     bucket_dirs = [spill / f"b{k}" for k in range(buckets) if any((spill / f"b{k}").glob("*.parquet"))]
     if not bucket_dirs:
         empty = pl.DataFrame()

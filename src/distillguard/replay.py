@@ -19,6 +19,7 @@ import xxhash
 
 from .features.account import DAY_COLUMNS, SUM_COLUMNS, VOLUME_WINDOW_MS, asks_share, derive, snapshots, tick_aggregates
 from .features.linking import LinkGraph, link_pairs
+from .schema import ACTIONS
 from .scoring.model import AccountModel
 from .scoring.policy import Policy
 from .scoring.rules import Rule, fire
@@ -77,6 +78,12 @@ def _score_block(df: pl.DataFrame, model: AccountModel, rules: list[Rule], scope
         fired = np.zeros((df.height, len(active)), dtype=bool)
     w = np.array([r.weight for r in active], dtype=float)
     return _noisy_or(p, fired, w), fired, active
+
+
+def sandbox_cap(rules: Sequence[Rule]) -> int | None:
+    """The highest ``max_action`` level of the sandboxed rules among ``rules`` (None: none is)."""
+    caps = [ACTIONS.index(r.max_action) for r in rules if r.max_action is not None]
+    return max(caps) if caps else None
 
 
 def _reasons(fired_row: np.ndarray, active: list[Rule], contrib_row: np.ndarray, features: tuple[str, ...], prefix: str = "") -> list[str]:
@@ -160,17 +167,33 @@ def _account_pass(ticks: pl.DataFrame, attrs: pl.DataFrame, model: AccountModel,
     s_win = np.where(w_ok, s_win, 0.0)
     own = np.maximum(s_cum, s_win)
     n_arr = evidence(snaps)
-    lvl = policy.levels(own, n_arr, allowed)
-    # Too few exchanges to judge an account on its own (unless near-certain, see the policy):
-    # it can still be flagged through its cluster.
-    # The few-events tier reads extraction asks, as propagation does.
-    lvl = policy.evidence_gate(lvl, own, n_arr, snaps.select(asks_share()).to_series().to_numpy())
-    # A reviewed rule is specific evidence and acts at once; the learned layer's verdict alone
-    # on a burst waits until the account has been observed for the policy's sustain span, and
-    # never goes past the policy's ``model_only_max`` (suspension needs a rule).
-    ruled = f_cum.any(axis=1) | (f_win.any(axis=1) & w_ok)
-    lvl = np.where(ruled, lvl, policy.model_only(
-        policy.sustained(snaps["tick"].to_numpy(), snaps["first_seen"].to_numpy(), lvl, n_arr)))
+    asks = snaps.select(asks_share()).to_series().to_numpy()
+    tick, first_seen = snaps["tick"].to_numpy(), snaps["first_seen"].to_numpy()
+
+    def decide(own: np.ndarray, ruled: np.ndarray) -> np.ndarray:
+        lvl = policy.levels(own, n_arr, allowed)
+        # Too few exchanges to judge an account on its own (unless near-certain, see the policy):
+        # it can still be flagged through its cluster.
+        # The few-events tier reads extraction asks, as propagation does.
+        lvl = policy.evidence_gate(lvl, own, n_arr, asks)
+        # A reviewed rule is specific evidence and acts at once; the learned layer's verdict alone
+        # on a burst waits until the account has been observed for the policy's sustain span, and
+        # never goes past the policy's ``model_only_max`` (suspension needs a rule).
+        return np.where(ruled, lvl, policy.model_only(policy.sustained(tick, first_seen, lvl, n_arr)))
+
+    lvl = decide(own, f_cum.any(axis=1) | (f_win.any(axis=1) & w_ok))
+    cap = sandbox_cap(a_cum + a_win)
+    if cap is not None:
+        # Sandboxed (partner) rules raise an account's action at most to their ``max_action``:
+        # the decision without them, or the decision with them capped, whichever is higher.
+        keep_c = np.array([r.max_action is None for r in a_cum], dtype=bool)
+        keep_w = np.array([r.max_action is None for r in a_win], dtype=bool)
+        w_c = np.array([r.weight for r in a_cum], dtype=float)
+        w_w = np.array([r.weight for r in a_win], dtype=float)
+        t_cum = _noisy_or(model.predict_proba(snaps, "x_"), f_cum[:, keep_c], w_c[keep_c])
+        t_win = np.where(w_ok, _noisy_or(model.predict_proba(snaps, "w_x_"), f_win[:, keep_w], w_w[keep_w]), 0.0)
+        trusted = decide(np.maximum(t_cum, t_win), f_cum[:, keep_c].any(axis=1) | (f_win[:, keep_w].any(axis=1) & w_ok))
+        lvl = np.maximum(trusted, np.minimum(lvl, cap)).astype(np.int8)
     snaps = snaps.with_columns(pl.Series("own", own), pl.Series("lvl", lvl)).with_row_index("_row")
 
     own_flag = snaps.filter(pl.col("lvl") >= 2).group_by("account_id").agg(pl.col("tick").min().alias("t_own"))
@@ -302,7 +325,7 @@ def replay(ticks: TickInput, links: pl.DataFrame, attrs: pl.DataFrame, model: Ac
         if cfg.cluster_since_ms is not None:
             t0 = max(t0, int(cfg.cluster_since_ms) - cfg.cluster_every_ms)
         step = cfg.cluster_every_ms
-        epochs = list(range((t0 // step + 1) * step, t_end + step, step))
+        epochs = active_epochs(state["tick"], pairs["first_ts"], t0, t_end, step)
         todo: list[tuple[int, np.ndarray, np.ndarray]] = []  # epochs to compute, scored in groups
         todo_rows = 0
 
@@ -371,6 +394,24 @@ def replay(ticks: TickInput, links: pl.DataFrame, attrs: pl.DataFrame, model: Ac
     return acc, _clusters(acc)
 
 
+def active_epochs(ticks: pl.Series, link_ts: pl.Series, t0: int, t_end: int, step: int) -> list[int]:
+    """Cluster epochs worth deciding: those in which a linked account was active or a link
+    appeared (their ``(E - step, E]`` holds one of its ticks or a link's first time).
+
+    Between two such epochs nothing a cluster verdict reads has changed (members' sums, links),
+    so, as for an account (decided at the ticks it is active), no new decision is taken there.
+    The replay's cost then grows with the epochs that hold data, not with the span between the
+    first and the last record: a record dated years after the rest adds at most one epoch, and
+    an unlinked account's late record none (clusters at the end of the log are those of the
+    last epoch: no link appears after it).
+    """
+    first = (t0 // step + 1) * step
+    last = -(-t_end // step) * step
+    times = pl.concat([ticks.cast(pl.Int64), link_ts.cast(pl.Int64)])
+    up = ((times + (step - 1)) // step * step).unique()
+    return sorted(up.filter((up >= first) & (up <= last)).to_list())
+
+
 # Linked-member rows scored together across cluster epochs: one vectorised pass per group of
 # epochs instead of a fixed ~40 ms per epoch, with memory bounded by this many member rows.
 EPOCH_GROUP_ROWS = 50_000
@@ -399,7 +440,9 @@ def _cluster_epochs(items: list[tuple[int, np.ndarray, np.ndarray]], accounts: l
         [pl.col(c).sum() for c in (*SUM_COLUMNS, *DAY_COLUMNS)] + [pl.col("first_seen").min(), pl.col("created").min(), pl.len().alias("members")]
     )
     csum = derive(csum)
-    c_score, c_fired, c_active = _score_block(csum, model, rules, "cluster", "x_", "n")
+    # Sandboxed (partner) rules never convict a cluster: propagation is guilt by association,
+    # which only reviewed local rules may decide.
+    c_score, c_fired, c_active = _score_block(csum, model, [r for r in rules if r.max_action is None], "cluster", "x_", "n")
     c_lvl = policy.levels(c_score, csum["n"].to_numpy())
     # A cluster verdict reaches its members only through a reviewed cluster rule: the model
     # alone never convicts by association.

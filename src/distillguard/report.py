@@ -21,7 +21,9 @@ def rfc3339(ms: pl.Expr) -> pl.Expr:
 def ms_to_rfc3339(ms: int | None) -> str | None:
     if ms is None:
         return None
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z"
+    d = datetime.fromtimestamp(ms // 1000, tz=timezone.utc)
+    # %Y does not zero-pad years before 1000 on every platform; RFC 3339 needs four digits.
+    return f"{d.year:04d}" + d.strftime("-%m-%dT%H:%M:%S") + f".{ms % 1000:03d}Z"
 
 
 def accounts_frame(acc: pl.DataFrame) -> pl.DataFrame:

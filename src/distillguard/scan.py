@@ -16,7 +16,7 @@ from typing import Sequence
 
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
-from .ingest import IngestStats, Quarantine, expand_inputs
+from .ingest import EventTimeWindow, IngestStats, Quarantine, expand_inputs
 from .pipeline import prepare
 from .replay import ReplayConfig, empty_result, replay
 from .report import ms_to_rfc3339, write_report
@@ -28,7 +28,7 @@ from .scoring.rules import load_rules
 def scan(inputs: Sequence[str], out_dir: str | Path, *, rules_dir: str | Path | None = None,
          model_path: str | Path | None = None, policy_path: str | Path | None = None,
          config: ReplayConfig | None = None, memory_limit: str = "1GB", workdir: str | Path | None = None,
-         show_progress: bool = True) -> dict:
+         show_progress: bool = True, event_window: EventTimeWindow | None = None) -> dict:
     """Scan exchange logs and write the report files into ``out_dir``.
 
     Parameters
@@ -37,6 +37,8 @@ def scan(inputs: Sequence[str], out_dir: str | Path, *, rules_dir: str | Path | 
     out_dir : where accounts.csv, clusters.csv, quarantine.jsonl and summary.json go.
     rules_dir, model_path, policy_path : override the packaged rules, model and default policy.
     memory_limit : DuckDB's memory limit; past it, sorting and aggregation spill to ``workdir``.
+    event_window : plausible event time (default ``EventTimeWindow()``: ten years before now to a
+        day after); records outside it are quarantined as ``ts_out_of_range``.
 
     Returns
     -------
@@ -69,6 +71,7 @@ def scan(inputs: Sequence[str], out_dir: str | Path, *, rules_dir: str | Path | 
                 bar.update(rep_task, visible=True, completed=100 * frac, description=name)
 
             prep = prepare(paths, spill, q, stats, tick_ms=cfg.tick_ms, memory_limit=memory_limit,
+                           window=(event_window or EventTimeWindow()).pinned(),
                            read_progress=lambda nb: bar.advance(read_task, nb), stage_progress=lambda s, f: stage(s, 0.3 * f))
             if prep.valid:
                 acc, clusters = replay(prep.tick_parts, prep.links, prep.attrs, model, rules, policy, cfg,

@@ -20,9 +20,11 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.staticfiles import StaticFiles
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.concurrency import run_in_threadpool
 
 from . import views
-from .auth import SESSION_COOKIE, RANK, Sessions, create_user, csrf_ok, ensure_admin, has_role, hash_password, hash_token
+from .auth import (SESSION_COOKIE, RANK, LoginThrottle, Sessions, client_view, create_user, csrf_ok, ensure_admin, has_role,
+                   hash_password, hash_token)
 from .store import ROLES, Store, now_ms
 
 HERE = Path(__file__).parent
@@ -43,6 +45,8 @@ def create_app(db_path: str | Path, *, env: dict | None = None) -> FastAPI:
     if env.get("DISTILLGUARD_APPEAL_TOKEN"):
         store.set_meta("appeal_token_hash", hash_token(env["DISTILLGUARD_APPEAL_TOKEN"]))
     sessions = Sessions(store)
+    throttle = LoginThrottle()
+    trusted = frozenset(x.strip() for x in env.get("DISTILLGUARD_TRUSTED_PROXIES", "").split(",") if x.strip())
     pre_signer = URLSafeTimedSerializer(store.secret_key(), salt="dg-console-login")
     jinja = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True, default_for_string=True))
     jinja.globals.update(fmt_ms=views.fmt_ms, explain=views.explain_reason, ACTIONS=views.ACTION_COLOR, has_role=has_role)
@@ -84,6 +88,7 @@ def create_app(db_path: str | Path, *, env: dict | None = None) -> FastAPI:
             raise Forbidden("Not logged in")
         form = dict(await request.form())
         if not csrf_ok(s, form.get("csrf")):
+            store.audit(s["username"], "denied", request.url.path, "CSRF token missing or wrong")
             raise Forbidden("CSRF token missing or wrong")
         if not has_role(s, need):
             store.audit(s["username"], "denied", request.url.path, f"needs {need}")
@@ -93,6 +98,7 @@ def create_app(db_path: str | Path, *, env: dict | None = None) -> FastAPI:
     def need_get(request: Request, role: str = "viewer") -> dict | None:
         s = session_of(request)
         if s and not has_role(s, role):
+            store.audit(s["username"], "denied", request.url.path, f"needs {role}")
             raise Forbidden(f"This page needs the {role} role")
         return s
 
@@ -101,7 +107,7 @@ def create_app(db_path: str | Path, *, env: dict | None = None) -> FastAPI:
     def login_page(request: Request, error: str = ""):
         pre = secrets.token_urlsafe(16)
         resp = render("login.html", None, error=error, csrf=pre_signer.dumps(pre))
-        resp.set_cookie(PRE_COOKIE, pre, httponly=True, samesite="strict", max_age=3600)
+        resp.set_cookie(PRE_COOKIE, pre, httponly=True, samesite="strict", max_age=3600, secure=client_view(request, trusted)[1])
         return resp
 
     @app.post("/login")
@@ -115,13 +121,24 @@ def create_app(db_path: str | Path, *, env: dict | None = None) -> FastAPI:
         if not ok:
             return RedirectResponse("/login?error=expired", status_code=303)
         user = str(form.get("username", ""))[:64]
-        got = sessions.login(user, str(form.get("password", "")))
+        addr, tls = client_view(request, trusted)
+        keys = ("user:" + user, "addr:" + addr)
+        wait = throttle.wait(*keys)
+        if wait > 0:
+            store.audit(user or "?", "login.throttled", addr, f"retry in {wait:.0f} s")
+            resp = render("login.html", None, status=429, error="throttled", csrf=pre_signer.dumps(pre))
+            resp.headers["Retry-After"] = str(max(1, int(wait + 0.999)))
+            return resp
+        # scrypt runs off the event loop: a run of logins must not stall other users' pages.
+        got = await run_in_threadpool(sessions.login, user, str(form.get("password", "")))
         if not got:
-            store.audit(user or "?", "login.failed", "", "")
+            throttle.failed(*keys)
+            store.audit(user or "?", "login.failed", addr, "")
             return RedirectResponse("/login?error=bad", status_code=303)
-        store.audit(user, "login", "", "")
+        throttle.succeeded(keys[0])
+        store.audit(user, "login", addr, "")
         resp = RedirectResponse("/", status_code=303)
-        resp.set_cookie(SESSION_COOKIE, got[0], httponly=True, samesite="strict", max_age=8 * 3600)
+        resp.set_cookie(SESSION_COOKIE, got[0], httponly=True, samesite="strict", max_age=8 * 3600, secure=tls)
         resp.delete_cookie(PRE_COOKIE)
         return resp
 

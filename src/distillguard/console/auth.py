@@ -117,3 +117,59 @@ def has_role(session: dict | None, need: str) -> bool:
 
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+class LoginThrottle:
+    """Failed logins per account and per client address, with exponential backoff.
+
+    After ``free`` failures a key (``user:NAME`` or ``addr:IP``) must wait ``base_s * 2**k``
+    seconds (k = failures past ``free``, capped at ``max_s``) before its next attempt; attempts
+    inside the wait are refused *before* the password is hashed, so a guessing run costs the
+    server no scrypt work and other users' pages stay fast. A good login clears the account's
+    key (not the address's: one right password does not excuse a run of guesses). Memory is
+    bounded: at most ``max_keys`` keys, the stalest dropped first.
+    """
+
+    def __init__(self, free: int = 5, base_s: float = 1.0, max_s: float = 900.0, max_keys: int = 100_000, clock=None):
+        import time as _time
+
+        self.free, self.base_s, self.max_s, self.max_keys = free, base_s, max_s, max_keys
+        self.clock = clock or _time.monotonic
+        self._fails: dict[str, tuple[int, float]] = {}  # key -> (failures, time of the last one)
+
+    def wait(self, *keys: str) -> float:
+        """Seconds before ``keys`` may try again (0: now)."""
+        now = self.clock()
+        out = 0.0
+        for k in keys:
+            n, last = self._fails.get(k, (0, 0.0))
+            if n >= self.free:
+                out = max(out, last + min(self.max_s, self.base_s * 2 ** (n - self.free)) - now)
+        return max(0.0, out)
+
+    def failed(self, *keys: str) -> None:
+        now = self.clock()
+        for k in keys:
+            n, _ = self._fails.pop(k, (0, 0.0))
+            self._fails[k] = (n + 1, now)  # re-inserted: dict order is staleness order
+        while len(self._fails) > self.max_keys:
+            self._fails.pop(next(iter(self._fails)))
+
+    def succeeded(self, key: str) -> None:
+        self._fails.pop(key, None)
+
+
+def client_view(request, trusted_proxies: frozenset[str]) -> tuple[str, bool]:
+    """(client address, served over TLS) of a request. ``X-Forwarded-For`` / ``-Proto`` count only
+    when the peer is one of ``trusted_proxies`` (``DISTILLGUARD_TRUSTED_PROXIES``): anyone else
+    could forge them to dodge the per-address throttle."""
+    peer = request.client.host if request.client else "-"
+    tls = request.url.scheme == "https"
+    if peer in trusted_proxies:
+        fwd = request.headers.get("x-forwarded-for", "")
+        if fwd.strip():
+            peer = fwd.split(",")[-1].strip()[:64] or peer
+        proto = request.headers.get("x-forwarded-proto", "")
+        if proto:
+            tls = proto.split(",")[-1].strip().lower() == "https"
+    return peer, tls

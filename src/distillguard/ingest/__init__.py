@@ -28,6 +28,11 @@ Reason codes (``quarantine.jsonl`` ``reason``; ``F`` is a field name):
 ``type:F``             wrong JSON type (bool for a number, "5" for an integer, 2.5 for an
                        integer, NaN / Infinity / overflowing numbers, nested values, ...)
 ``bad_ts:F``           timestamp text not RFC 3339 with offset, or outside years 1-9999
+``ts_out_of_range``    a valid ``ts`` outside the policy's plausible window
+                       (``timestamps.EventTimeWindow``: ingest time minus a maximum age, plus
+                       a maximum clock skew); scan and service alike
+``bad_id:account_id``  an account id holding a control character (``\u0000`` ...): it
+                       would be written raw into reports (checked with the window)
 ``bad_csv_row``        CSV row with the wrong number of cells
 ``truncated_stream``   .gz / .zst ends early: a synthetic record at the line reached,
                        holding the partial last line; everything before is kept
@@ -47,10 +52,11 @@ from .quarantine import Quarantine, truncate_record
 from .reader import read_events
 from .records import MAX_DEPTH, MAX_LINE_BYTES, BlockResult, validate_lines
 from .stats import IngestStats
-from .timestamps import parse_ts_column
+from .timestamps import EventTimeWindow, parse_ts_column
 
 __all__ = [
     "BlockResult",
+    "EventTimeWindow",
     "IngestStats",
     "JsonBlockParser",
     "MAX_DEPTH",

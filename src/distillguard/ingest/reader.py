@@ -24,6 +24,7 @@ from .records import MAX_LINE_BYTES, BlockResult
 from .stats import IngestStats
 from .streams import LineBlock, LineReject, iter_chunks, iter_line_blocks
 from .tabular import read_csv, read_parquet
+from .timestamps import EventTimeWindow, split_out_of_range
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ def read_events(
     *,
     batch_rows: int = 131072,
     progress: Callable[[int], None] | None = None,
+    window: EventTimeWindow | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Read, validate and normalise exchange logs.
 
@@ -65,6 +67,9 @@ def read_events(
         text, a Parquet / CSV batch) to avoid copying, so they are often smaller.
     progress : callable, optional
         Called with the number of file bytes (compressed, as on disk) consumed.
+    window : EventTimeWindow, optional
+        Plausible event time (policy); valid records outside it are quarantined as
+        ``ts_out_of_range``. None accepts every parseable time (years 1-9999).
 
     Yields
     ------
@@ -84,6 +89,9 @@ def read_events(
     out = _Rebatcher(batch_rows)
     for index, path in enumerate(paths):
         for table, rejects in _read_file(path, index, progress, batch_rows):
+            table, late = split_out_of_range(table, window)
+            if late:
+                rejects = sorted([*rejects, *late], key=lambda r: r[0])
             for line, reason, raw in rejects:
                 quarantine.add(path, line, reason, raw)
                 stats.add_rejected(reason)

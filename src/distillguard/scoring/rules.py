@@ -20,6 +20,7 @@ import polars as pl
 import yaml
 
 from ..paths import RULES_DIR
+from ..schema import ACTIONS
 
 LEVEL_WEIGHT = {"informational": 0.1, "low": 0.25, "medium": 0.45, "high": 0.7, "critical": 0.9}
 _OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq}
@@ -43,6 +44,9 @@ class Rule:
     weight: float
     path: str = ""
     any_of: tuple[tuple[str, str, float], ...] = ()
+    # Sandbox (partner rules not approved locally, ``share rules``): the most this rule may do
+    # by itself; ``None`` for reviewed local rules.
+    max_action: str | None = None
 
     def expr(self, prefix: str = "x_", n_col: str = "n") -> pl.Expr:
         """Boolean Polars expression: does the rule fire on a snapshot row?"""
@@ -81,11 +85,14 @@ def parse_rule(doc: dict, path: str = "") -> Rule:
     scope = tuple(doc["scope"])
     if not scope or set(scope) - SCOPES:
         raise ValueError(f"{path}: scope must be a subset of {sorted(SCOPES)}")
+    max_action = doc.get("max_action")
+    if max_action is not None and max_action not in ACTIONS:
+        raise ValueError(f"{path}: max_action must be one of {list(ACTIONS)}")
     return Rule(
         id=str(doc["id"]), title=doc["title"], description=doc["description"], level=doc["level"],
         reason=doc["reason"], tags=tuple(doc["tags"]), falsepositives=tuple(doc["falsepositives"]),
         min_events=int(det.get("min_events", 1)), conditions=tuple(conds), any_of=tuple(any_of), scope=scope,
-        weight=float(doc.get("weight", LEVEL_WEIGHT[doc["level"]])), path=path,
+        weight=float(doc.get("weight", LEVEL_WEIGHT[doc["level"]])), path=path, max_action=max_action,
     )
 
 

@@ -19,6 +19,7 @@ already accepted, ``duplicate``. A 200 answer means the accepted exchanges are d
 from __future__ import annotations
 
 import logging
+import time
 from contextlib import asynccontextmanager
 from typing import Any, Callable
 
@@ -26,7 +27,9 @@ import orjson
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
+from ..ingest.bodies import json_array_items, strip_bom
 from .auth import Principal, TokenAuth
 from .engine import Engine, IngestResult
 from .fastpath import DecisionFastPath
@@ -37,6 +40,10 @@ log = logging.getLogger("distillguard.serve")
 JSON = "application/json"
 
 
+class _Gone(Exception):
+    """The client disconnected before its request was read (logged once, as one line)."""
+
+
 def _json(obj: Any, status: int = 200, headers: dict | None = None) -> Response:
     return Response(orjson.dumps(obj), status_code=status, media_type=JSON, headers=headers)
 
@@ -45,15 +52,30 @@ def split_body(body: bytes) -> list | bytes:
     """Records of a request body: a JSON array's items, or the NDJSON body itself (``bytes``,
     one record a line; the block parser splits it without a Python object per record).
 
-    Raises ``ValueError`` when a body that starts with ``[`` is not a JSON array.
+    A leading UTF-8 BOM is dropped. Acceptance is per record in both forms: an array that is not
+    valid JSON as a whole (one item with ``NaN``, say) is split into its items' raw text, each
+    validated on its own; a body whose first line is a complete JSON value followed by more lines
+    is NDJSON (that first line, an array, is then one rejected record). Raises ``ValueError``
+    only when a body that starts with ``[`` cannot be split at all (never closed).
     """
-    head = body.lstrip(b" \t\r\n\xef\xbb\xbf")[:1]
-    if head == b"[":
+    body = strip_bom(body)
+    head = body.lstrip(b" \t\r\n")[:1]
+    if head != b"[":
+        return body
+    try:
         items = orjson.loads(body)  # orjson.JSONDecodeError is a ValueError
-        if not isinstance(items, list):
-            raise ValueError("not a JSON array")
-        return items
-    return body
+        if isinstance(items, list):
+            return items
+    except ValueError:
+        pass
+    first, nl, rest = body.lstrip(b" \t\r\n").partition(b"\n")
+    if nl and rest.strip():
+        try:
+            orjson.loads(first)
+            return body  # NDJSON that starts with an array line
+        except ValueError:
+            pass
+    return json_array_items(body)
 
 
 class Service:
@@ -107,22 +129,56 @@ def create_app(service: Service, *, start_engine: bool = True) -> DecisionFastPa
     app = FastAPI(title="distillguard", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.service = service
 
-    async def _body(request: Request) -> bytes:
+    # Request-body bytes held by requests in progress (all on the one event loop: no lock).
+    inflight = {"bytes": 0, "refused": 0, "logged": 0.0}
+
+    def _reserve(n: int) -> None:
+        if inflight["bytes"] + n > cfg.max_inflight_bytes:
+            inflight["refused"] += 1
+            now = time.monotonic()
+            if now - inflight["logged"] >= 10.0:  # one line per 10 s, however many are refused
+                log.warning("503: request bodies in flight would exceed %d bytes (%d request(s) refused)",
+                            cfg.max_inflight_bytes, inflight["refused"])
+                inflight["refused"], inflight["logged"] = 0, now
+            raise HTTPException(503, "too much request data in flight; retry later", headers={"Retry-After": "1"})
+        inflight["bytes"] += n
+
+    async def _body(request: Request, held: list[int]) -> bytes:
+        """The request body; its bytes count against ``max_inflight_bytes`` until ``held`` is released."""
         n = request.headers.get("content-length")
         if n is not None and n.isdigit() and int(n) > cfg.max_body_bytes:
             raise HTTPException(413, f"body over {cfg.max_body_bytes} bytes")
         chunks, size = [], 0
-        async for c in request.stream():
-            size += len(c)
-            if size > cfg.max_body_bytes:
-                raise HTTPException(413, f"body over {cfg.max_body_bytes} bytes")
-            chunks.append(c)
+        try:
+            async for c in request.stream():
+                size += len(c)
+                if size > cfg.max_body_bytes:
+                    raise HTTPException(413, f"body over {cfg.max_body_bytes} bytes")
+                _reserve(len(c))
+                held[0] += len(c)
+                chunks.append(c)
+        except ClientDisconnect:
+            # A client gone mid-body (or cut off by the body timeout): nothing was acknowledged.
+            log.warning("client %s disconnected during the body of %s after %d bytes; nothing accepted",
+                        request.client.host if request.client else "-", request.url.path, size)
+            raise _Gone()
         return b"".join(chunks)
+
+    def _release(held: list[int]) -> None:
+        inflight["bytes"] -= held[0]
+        held[0] = 0
 
     @app.post("/v1/events")
     async def post_events(request: Request) -> Response:
         service.principal(request, "ingest")
-        body = await _body(request)
+        held = [0]
+        try:
+            return await _post_events(request, held)
+        finally:
+            _release(held)
+
+    async def _post_events(request: Request, held: list[int]) -> Response:
+        body = await _body(request, held)
         try:
             records = split_body(body)
         except ValueError:
@@ -138,7 +194,14 @@ def create_app(service: Service, *, start_engine: bool = True) -> DecisionFastPa
     @app.post("/v1/traces")
     async def post_traces(request: Request) -> Response:
         service.principal(request, "ingest")
-        body = await _body(request)
+        held = [0]
+        try:
+            return await _post_traces(request, held)
+        finally:
+            _release(held)
+
+    async def _post_traces(request: Request, held: list[int]) -> Response:
+        body = await _body(request, held)
         try:
             doc = orjson.loads(body)
         except ValueError:
@@ -181,6 +244,10 @@ def create_app(service: Service, *, start_engine: bool = True) -> DecisionFastPa
     async def get_metrics(request: Request) -> Response:
         service.principal(request, "admin")
         return Response(metrics.render(), media_type=metrics.content_type)
+
+    @app.exception_handler(_Gone)
+    async def gone(request: Request, exc: "_Gone") -> Response:
+        return Response(status_code=499)  # never delivered: the client is gone
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:

@@ -42,6 +42,13 @@ def serve(
     decision_ttl: int = typer.Option(900, help="TTL (s) of decision keys in Redis."),
     webhook_url: List[str] = typer.Option([], "--webhook-url", help="POST signed action changes here (repeatable); secret in DISTILLGUARD_WEBHOOK_SECRET."),
     no_auth: bool = typer.Option(False, "--no-auth", help="Serve without tokens (loopback only; development)."),
+    max_event_age_days: float = typer.Option(3660.0, help="Refuse records older than this many days before now (ts_out_of_range)."),
+    max_clock_skew_minutes: float = typer.Option(1440.0, help="Refuse records more than this many minutes after now (ts_out_of_range)."),
+    header_timeout: float = typer.Option(10.0, help="Seconds a client has to send its request line and headers."),
+    body_timeout: float = typer.Option(60.0, help="Seconds a client has to send a request body."),
+    max_connections: int = typer.Option(1000, min=1, help="Open connections at most (and below the file-descriptor limit); more are closed on arrival."),
+    max_connections_per_client: int = typer.Option(256, min=1, help="Open connections from one address at most."),
+    max_inflight_mb: float = typer.Option(256.0, help="Request bodies held in memory at once, all requests together (MB; past it: 503)."),
     access_log: bool = typer.Option(False, help="uvicorn access log (request lines only; tokens are never logged)."),
     log_level: str = typer.Option("info"),
 ) -> None:
@@ -79,13 +86,20 @@ def serve(
     check_scan_options(rules, model, policy)
     check_port_free(host, port)
     kw = {} if consumer_name is None else {"consumer_name": consumer_name}
-    cfg = ServeConfig(state_dir=state_dir, tick_ms=int(tick_seconds * 1000), rules_dir=rules, model_path=model, policy_path=policy,
-                      refresh_ms=refresh_ms, min_refresh_ms=min_refresh_ms, ingest_workers=ingest_workers,
-                      replay_horizon_ms=int(replay_horizon_hours * 3_600_000) or None, shadow=shadow, shadow_rules=tuple(shadow_rule),
-                      redis_url=redis_url, redis_prefix=redis_prefix, decision_ttl_s=decision_ttl,
-                      webhook_urls=tuple(webhook_url), **kw)
+    try:
+        cfg = ServeConfig(state_dir=state_dir, tick_ms=int(tick_seconds * 1000), rules_dir=rules, model_path=model, policy_path=policy,
+                          refresh_ms=refresh_ms, min_refresh_ms=min_refresh_ms, ingest_workers=ingest_workers,
+                          replay_horizon_ms=int(replay_horizon_hours * 3_600_000) or None, shadow=shadow, shadow_rules=tuple(shadow_rule),
+                          redis_url=redis_url, redis_prefix=redis_prefix, decision_ttl_s=decision_ttl,
+                          webhook_urls=tuple(webhook_url), max_event_age_days=max_event_age_days,
+                          max_clock_skew_minutes=max_clock_skew_minutes, header_timeout_s=header_timeout, body_timeout_s=body_timeout,
+                          max_connections=max_connections, max_connections_per_client=max_connections_per_client,
+                          max_inflight_bytes=int(max_inflight_mb * 1024 * 1024), **kw)
+    except ValueError as e:
+        raise typer.BadParameter(str(e))
     service = build_service(cfg, auth, consume=not no_consume)
     app = create_app(service)
     # decision lookups are answered inside uvicorn's HTTP protocol (serve/fastpath.py), the rest via ASGI
     uvicorn.run(app, host=host, port=port, log_level=log_level.lower(), access_log=access_log, server_header=False,
+                backlog=min(2048, max_connections),
                 http=protocol_or_auto(service))

@@ -44,6 +44,20 @@ class ServeConfig:
     shadow_rules: tuple[str, ...] = ()
     # Ingest limits.
     max_body_bytes: int = 64 * 1024 * 1024
+    # Plausible event time (``ingest.EventTimeWindow``, relative to the time of ingest): a record
+    # older or newer than this is refused (``ts_out_of_range``), so no clock error or hostile
+    # record can stretch the replay or move its horizon.
+    # Connections (``distillguard serve``'s protocol, serve/fastpath.py): a client gets this long
+    # to send its request line and headers, and this long for the whole body; past the cap on
+    # open connections a new one is closed at once (file descriptors are kept for real clients).
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 60.0
+    max_connections: int = 1000
+    max_connections_per_client: int = 256
+    # Request bodies held in memory at once, all requests together (past it: 503, retry later).
+    max_inflight_bytes: int = 256 * 1024 * 1024
+    max_event_age_days: float = 3660.0
+    max_clock_skew_minutes: float = 1440.0
     max_rejects_listed: int = 100
     # NDJSON bodies reduced at once (each reduction coalesces the bodies waiting for it, up to
     # this many bytes): two keep both cores busy while a group commit is being written.
@@ -76,6 +90,13 @@ class ServeConfig:
             self.shadow_rules = tuple(dict.fromkeys([*self.shadow_rules, *map(str, d.get("shadow_rules", []) or [])]))
         if self.replay_horizon_ms is not None and self.replay_horizon_ms < 2 * 3_600_000:
             raise ValueError("replay_horizon_ms must be at least two hours (the trailing window is one)")
+        from ..ingest.timestamps import EventTimeWindow
+
+        EventTimeWindow(self.max_event_age_days, self.max_clock_skew_minutes)  # ValueError when out of range
+        if not (self.header_timeout_s > 0 and self.body_timeout_s > 0):
+            raise ValueError("header_timeout_s and body_timeout_s must be positive")
+        if min(self.max_connections, self.max_connections_per_client, self.max_inflight_bytes) < 1:
+            raise ValueError("max_connections, max_connections_per_client and max_inflight_bytes must be at least 1")
         if not 0 < self.tick_ms <= 900_000:
             raise ValueError("tick_ms must be in (0, 900000]: the spec refreshes decisions at least every 15 minutes")
 

@@ -42,7 +42,7 @@ import polars as pl
 
 from ..features.exchange import TextSignalCache, exchange_features
 from ..features.marks import account_ticks
-from ..ingest import IngestStats, Quarantine, ndjson_records, records_to_batch
+from ..ingest import EventTimeWindow, IngestStats, Quarantine, ndjson_records, records_to_batch, truncate_record
 from ..replay import ReplayCache, ReplayConfig, fold_before, replay
 from ..report import ms_to_rfc3339
 from ..schema import ACTIONS
@@ -62,14 +62,58 @@ DECISION_FIELDS = ("action", "computed_action", "max_action", "flagged", "score"
 
 
 class AppendQuarantine(Quarantine):
-    """``quarantine.jsonl`` of the state dir, appended to across restarts and flushed per request."""
+    """``quarantine.jsonl`` of the state dir, appended to across restarts and flushed per request.
 
-    def __init__(self, path: str | Path, max_records: int | None = 1_000_000):
-        super().__init__(None, max_records=max_records)
+    Every reject is written: past ``max_bytes`` the file is rotated (``quarantine.jsonl.1`` is
+    the newest old part, up to ``keep`` parts; the oldest part beyond that is deleted, with a
+    warning), so hostile input cannot fill the disk and writing never stops. ``written`` counts
+    the lines written by this process, ``rotations`` the rotations (both also in ``/metrics``).
+    """
+
+    def __init__(self, path: str | Path, max_bytes: int = 128 << 20, keep: int = 8, metrics: Metrics | None = None):
+        super().__init__(None)
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fh = open(self.path, "ab")
+        self.max_bytes, self.keep = max_bytes, keep
         self.written = 0
+        self.rotations = 0
+        self._metrics = metrics
+        self._size = self._fh.tell()
+
+    def add(self, source: str, line: int, reason: str, raw: bytes | str) -> None:
+        out = orjson.dumps({"source": str(source), "line": int(line), "reason": reason, "record": truncate_record(raw)}) + b"\n"
+        with self._lock:
+            self.count += 1
+            self.reasons[reason] += 1
+            if self._fh is None:
+                return
+            if self._size and self._size + len(out) > self.max_bytes:
+                self._rotate()
+            self._fh.write(out)
+            self._size += len(out)
+            self.written += 1
+        if self._metrics is not None:
+            self._metrics.quarantine_written.inc()
+
+    def _rotate(self) -> None:
+        """quarantine.jsonl -> .1 -> .2 ... (under the lock)."""
+        assert self._fh is not None
+        self._fh.close()
+        oldest = self.path.with_name(f"{self.path.name}.{self.keep}")
+        if oldest.exists():
+            log.warning("quarantine: deleting %s (%d parts of %d bytes kept)", oldest, self.keep, self.max_bytes)
+            oldest.unlink()
+        for k in range(self.keep - 1, 0, -1):
+            src = self.path.with_name(f"{self.path.name}.{k}")
+            if src.exists():
+                src.rename(self.path.with_name(f"{self.path.name}.{k + 1}"))
+        self.path.rename(self.path.with_name(f"{self.path.name}.1"))
+        self._fh = open(self.path, "ab")
+        self._size = 0
+        self.rotations += 1
+        if self._metrics is not None:
+            self._metrics.quarantine_rotations.inc()
 
     def flush(self) -> None:
         with self._lock:
@@ -166,6 +210,17 @@ class IngestResult:
                 "rejected": self.rejected, "rejects": self.rejects}
 
 
+def horizon_anchor(ticks: pl.DataFrame) -> int:
+    """Event time the replay horizon trails: the latest tick that at least two accounts reached.
+
+    Not the newest exchange: one account's record dated ahead of everyone else (a bad clock,
+    a hostile ingest token; within the plausible window) would move the horizon for all and
+    fold away the history other accounts' decisions rest on.
+    """
+    last = ticks.group_by("account_id").agg(pl.col("tick").max())["tick"]
+    return int(last.max() if last.len() < 2 else last.top_k(2).min())
+
+
 def _level_names(levels: np.ndarray) -> list[str]:
     return [ACTIONS[int(v)] for v in levels]
 
@@ -185,7 +240,7 @@ class Engine:
         self.policy = Policy.from_yaml(cfg.policy_path) if cfg.policy_path else Policy()
         self.replay_cfg = ReplayConfig(tick_ms=cfg.tick_ms)
         self.store = Store(cfg.state_dir)
-        self.quarantine = AppendQuarantine(Path(cfg.state_dir) / "quarantine.jsonl")
+        self.quarantine = AppendQuarantine(Path(cfg.state_dir) / "quarantine.jsonl", metrics=self.metrics)
         self.stats = IngestStats()
         # Called after each refresh with (changed decisions, action changes); must be quick.
         self.listeners: list[Callable[[list[dict], list[dict]], None]] = []
@@ -244,7 +299,8 @@ class Engine:
         """
         col = collect or _Collect(self.quarantine, self.cfg.max_rejects_listed)
         stats = IngestStats()
-        batch = records_to_batch(records, source, col, stats)  # type: ignore[arg-type]
+        window = EventTimeWindow(self.cfg.max_event_age_days, self.cfg.max_clock_skew_minutes)
+        batch = records_to_batch(records, source, col, stats, window=window)  # type: ignore[arg-type]
         self.quarantine.flush()
         for reason, n in col.reasons.items():
             self.metrics.quarantine.labels(reason).inc(n)
@@ -534,7 +590,7 @@ class Engine:
         rcfg = self.replay_cfg
         if self.cfg.replay_horizon_ms is not None:
             step = rcfg.cluster_every_ms
-            horizon = (int(rows["ts"].max()) - self.cfg.replay_horizon_ms) // step * step
+            horizon = (horizon_anchor(ticks) - self.cfg.replay_horizon_ms) // step * step
             if int(ticks["tick"].min()) < horizon:
                 ticks = fold_before(ticks, horizon)
                 rcfg = dataclasses.replace(rcfg, cluster_since_ms=horizon)

@@ -98,11 +98,78 @@ def decision_protocol(service: Any) -> type:
     from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
     prefix = PREFIX.encode()
+    cfg = service.engine.cfg
+    refused = {"n": 0, "logged": 0.0}
+    per_client: dict[str, int] = {}
+    try:  # the cap leaves file descriptors for the store, logs and outgoing calls
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        cap = cfg.max_connections if soft == resource.RLIM_INFINITY else max(16, min(cfg.max_connections, soft - 128))
+    except (ImportError, ValueError, OSError):  # pragma: no cover - non-POSIX
+        cap = cfg.max_connections
 
     class DecisionProtocol(HttpToolsProtocol):
+        """Also bounds what a connection may hold: ``header_timeout_s`` to send the request line
+        and headers (from connect, and for each keep-alive request), ``body_timeout_s`` for the
+        body, at most ``max_connections`` open connections (and fewer than the process's file
+        descriptor limit), at most ``max_connections_per_client`` from one address (uvicorn has
+        neither timeout, so idle half-sent requests would otherwise hold file descriptors until
+        the client leaves, and one client could take every slot)."""
+
         _fast: tuple[bytes, bool] | None = None  # (response bytes, keep-alive) of a request being read
+        _read_timer: Any = None
+
+        _host: str | None = None
+
+        def connection_made(self, transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            host = self.client[0] if self.client else "-"
+            if len(self.connections) > cap or per_client.get(host, 0) >= cfg.max_connections_per_client:
+                refused["n"] += 1
+                now = self.loop.time()
+                if now - refused["logged"] >= 10.0:
+                    log.warning("connection cap reached (%d open, %d per client): %d connection(s) closed on arrival",
+                                cap, cfg.max_connections_per_client, refused["n"])
+                    refused["n"], refused["logged"] = 0, now
+                transport.close()
+                return
+            self._host = host
+            per_client[host] = per_client.get(host, 0) + 1
+            self._arm(cfg.header_timeout_s)
+
+        def _arm(self, seconds: float) -> None:
+            self._disarm()
+            self._read_timer = self.loop.call_later(seconds, self._read_timeout)
+
+        def _disarm(self) -> None:
+            if self._read_timer is not None:
+                self._read_timer.cancel()
+                self._read_timer = None
+
+        def _read_timeout(self) -> None:
+            self._read_timer = None
+            if not self.transport.is_closing():
+                log.debug("closing %s: request not received in time", self.client)
+                self.transport.close()
+
+        def connection_lost(self, exc) -> None:  # type: ignore[override]
+            self._disarm()
+            if self._host is not None:
+                n = per_client.get(self._host, 1) - 1
+                if n > 0:
+                    per_client[self._host] = n
+                else:
+                    per_client.pop(self._host, None)
+                self._host = None
+            super().connection_lost(exc)
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._arm(cfg.header_timeout_s)
 
         def on_headers_complete(self) -> None:
+            self._arm(cfg.body_timeout_s)
             method = self.parser.get_method()
             busy = self.cycle is not None and not self.cycle.response_complete
             # behind a request in progress, or with the client not reading: the ordinary (flow-controlled) way
@@ -137,6 +204,7 @@ def decision_protocol(service: Any) -> type:
                 super().on_body(body)  # a GET's body, if any, is read and dropped on the fast path
 
         def on_message_complete(self) -> None:
+            self._disarm()
             if self._fast is None:
                 super().on_message_complete()
                 return

@@ -18,6 +18,8 @@ class Metrics:
         r = self.registry = CollectorRegistry(auto_describe=True)
         self.events = Counter("distillguard_events", "Exchange records received, by outcome", ["outcome"], registry=r)
         self.quarantine = Counter("distillguard_quarantined", "Records rejected, by reason code", ["reason"], registry=r)
+        self.quarantine_written = Counter("distillguard_quarantine_lines_written", "Lines written to quarantine.jsonl (all parts)", registry=r)
+        self.quarantine_rotations = Counter("distillguard_quarantine_rotations", "quarantine.jsonl rotations", registry=r)
         self.ingest_seconds = Histogram("distillguard_ingest_seconds", "Time to validate, reduce and commit one request body",
                                         buckets=LATENCY_BUCKETS, registry=r)
         self.refresh_seconds = Histogram("distillguard_refresh_seconds", "Time of one decision refresh (ticks + replay)",

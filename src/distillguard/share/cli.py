@@ -40,6 +40,18 @@ def _ring(key: Optional[Path]):
         raise UserError(f"coalition key: {e}") from e
 
 
+def _objects(bundles) -> list[dict]:
+    """Partner bundles' objects; a bundle over the limits or unreadable ends in one line, exit 2."""
+    from .stix import load_objects
+
+    from ..errors import UserError
+
+    try:
+        return load_objects(bundles)
+    except (ValueError, OSError) as e:
+        raise UserError(f"partner bundle: {e}", "check the bundle (see docs/sharing.md for its limits)") from e
+
+
 def _ts_ms(text: Optional[str]) -> Optional[int]:
     if not text:
         return None
@@ -158,13 +170,18 @@ def pull(
     token: Optional[str] = typer.Option(None, help="Bearer token (default: $DG_TAXII_TOKEN)."),
     added_after: Optional[str] = typer.Option(None, help="Only objects added after this time (RFC 3339)."),
     page_size: int = typer.Option(500, help="Objects per request (the server may cap it)."),
+    max_pages: int = typer.Option(500, min=1, help="Stop with an error past this many pages (a server may never stop paging)."),
     insecure: bool = typer.Option(False, help="Do not verify TLS certificates."),
 ) -> None:
     """Pull a TAXII 2.1 collection into a bundle file."""
     from .taxii import pull as run_pull
 
-    objs = run_pull(url, collection, out, user=user, password=_password(password), token=token or os.environ.get("DG_TAXII_TOKEN"),
-                    verify=not insecure, added_after=added_after, per_request=page_size)
+    try:
+        objs = run_pull(url, collection, out, user=user, password=_password(password), token=token or os.environ.get("DG_TAXII_TOKEN"),
+                        verify=not insecure, added_after=added_after, per_request=page_size, max_pages=max_pages)
+    except ValueError as e:
+        console.print(f"error: {e}", style="red", markup=False, soft_wrap=True)
+        raise typer.Exit(2)
     console.print(f"wrote {out}: {len(objs)} objects", markup=False)
 
 
@@ -183,11 +200,11 @@ def match(
 
     from .match import apply_matches, best_links, match_indicators, sightings_bundle
     from .observe import observe
-    from .stix import dumps, load_objects
+    from .stix import dumps
 
     from ..ui import step
 
-    ring, objects = _ring(key), load_objects(bundles)  # key and bundles checked before the log is read
+    ring, objects = _ring(key), _objects(bundles)  # key and bundles checked before the log is read
     out.mkdir(parents=True, exist_ok=True)
     info: dict = {}
     with step("matching partner indicators (reads the log)"):
@@ -256,13 +273,48 @@ def revoke(
 
 @share_app.command()
 def rules(bundles: List[Path] = typer.Argument(...), out: Path = typer.Option(..., "--out", "-o", help="Rules directory to write."),
-          source: str = typer.Option("partner", help="Suffix for partner rules whose id clashes with a local one.")) -> None:
-    """Turn the detection-rule indicators of partner bundles into a rules directory for 'scan --rules'."""
-    from .rules import write_rules
-    from .stix import load_objects
+          source: str = typer.Option("partner", help="Suffix for partner rules whose id clashes with a local one."),
+          approve: List[str] = typer.Option([], "--approve", help="Partner rule id approved locally: its own level applies (repeatable)."),
+          max_action: str = typer.Option("monitor", help="Most a partner rule alone may do unless approved: monitor or challenge."),
+          policy: Optional[Path] = typer.Option(None, help="Policy YAML whose thresholds the sandbox uses (default: the packaged policy)."),
+          dry_run: bool = typer.Option(False, "--dry-run", help="Write nothing: rescan the inputs of --scan with the partner rules and report the change."),
+          scan_dir: Optional[Path] = typer.Option(None, "--scan", help="With --dry-run: a scan of your own log (its summary names the inputs)."),
+          labels: Optional[Path] = typer.Option(None, help="With --dry-run: labels.csv (account_id,label) to report the benign-flag rate."),
+          ) -> None:
+    """Turn the detection-rule indicators of partner bundles into a rules directory for 'scan --rules'.
 
-    written = write_rules(load_objects(bundles), out, source=source)
-    console.print(f"wrote {len(written)} rule file(s) to {out}", markup=False)
+    Partner rules are sandboxed: alone, one reaches at most --max-action unless --approve'd.
+    With --dry-run --scan DIR, the effect on your own flags is reported before any use."""
+    import tempfile
+
+    from ..scoring.policy import Policy
+    from .rules import write_rules
+
+    if max_action not in ("monitor", "challenge"):
+        raise typer.BadParameter("--max-action must be monitor or challenge (approve a rule with --approve to go further)")
+    pol = Policy.from_yaml(policy) if policy else None
+    skipped: dict = {}
+    if not dry_run:
+        written = write_rules(_objects(bundles), out, source=source, approved=approve, max_action=max_action, policy=pol, skipped=skipped)
+        console.print(f"wrote {len(written)} rule file(s) to {out}" + (f"; skipped {skipped}" if skipped else ""), markup=False)
+        return
+    if scan_dir is None:
+        raise typer.BadParameter("--dry-run needs --scan DIR (a scan of your own log)")
+    from .rules import rules_dry_run
+
+    with tempfile.TemporaryDirectory(prefix="dg-rules-") as tmp:
+        write_rules(_objects(bundles), tmp, source=source, approved=approve, max_action=max_action, policy=pol, skipped=skipped)
+        try:
+            r = rules_dry_run(scan_dir, tmp, labels=labels, policy_path=policy)
+        except (ValueError, OSError, KeyError) as e:
+            console.print(f"error: {e}", style="red", markup=False)
+            raise typer.Exit(2)
+    line = (f"dry run: flagged {r['flagged_before']} -> {r['flagged_after']} of {r['accounts']} account(s) "
+            f"({r['newly_flagged']} newly flagged, {r['unflagged']} no longer)")
+    if r.get("benign") is not None:
+        line += (f"; benign flagged {r['benign_flagged_before']} -> {r['benign_flagged_after']} of {r['benign']} "
+                 f"({r['benign_flag_rate_before']:.2%} -> {r['benign_flag_rate_after']:.2%})")
+    console.print(line + (f"; skipped {skipped}" if skipped else ""), markup=False, soft_wrap=True)
 
 
 @share_app.command("psi-request")

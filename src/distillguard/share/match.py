@@ -82,7 +82,7 @@ def load_indicators(objs: Iterable[dict], *, skipped: dict | None = None) -> lis
     campaigns: dict[str, list[str]] = {}
     for o in latest.values():
         if o.get("type") == "relationship" and o.get("relationship_type") == "indicates" and not o.get("revoked") \
-                and str(o.get("target_ref", "")).startswith("campaign--"):
+                and isinstance(o.get("source_ref"), str) and str(o.get("target_ref", "")).startswith("campaign--"):
             campaigns.setdefault(o["source_ref"], []).append(o["target_ref"])
     out = []
     skipped = skipped if skipped is not None else {}
@@ -94,15 +94,15 @@ def load_indicators(objs: Iterable[dict], *, skipped: dict | None = None) -> lis
         if o.get("revoked"):
             skipped["revoked"] = skipped.get("revoked", 0) + 1
             continue
-        if kind not in KIND_WEIGHT:
+        if not isinstance(kind, str) or kind not in KIND_WEIGHT:
             continue
-        pi = PartnerIndicator(
-            id=o["id"], kind=kind, campaigns=sorted(set(campaigns.get(o["id"], []))) or [""],
-            confidence=float(o.get("confidence", 50)) / 100.0, valid_from=stix.ms(o["valid_from"]),
-            valid_until=stix.ms(o["valid_until"]) if o.get("valid_until") else None,
-            half_life_ms=float(e.get("half_life_days", 14)) * DAY_MS, min_hits=int(e.get("min_hits", 1)),
-            key_id=e.get("key_id"), key_check=e.get("key_check"), partner=o.get("created_by_ref", ""),
-        )
+        try:
+            pi = _bounded_indicator(o, e, kind, campaigns)
+        except ValueError as err:
+            # One bad indicator is skipped and counted by what was wrong; the rest are used.
+            why = "bad_" + str(err).split(":", 1)[0]
+            skipped[why] = skipped.get(why, 0) + 1
+            continue
         try:
             if kind == "behaviour":
                 t, conds, any_of = stix.parse_range_pattern(o["pattern"])
@@ -113,11 +113,60 @@ def load_indicators(objs: Iterable[dict], *, skipped: dict | None = None) -> lis
                 k2, pi.values = stix.parse_identifier_pattern(o["pattern"])
                 if k2 != kind:
                     raise ValueError("kind mismatch")
-        except ValueError:
+                if len(pi.values) > MAX_PATTERN_VALUES:
+                    raise ValueError("too many values")
+        except Exception:  # noqa: BLE001 - the pattern parser's errors are not all ValueErrors; one bad pattern skips one indicator
             skipped["unparsable"] = skipped.get("unparsable", 0) + 1
             continue
         out.append(pi)
     return out
+
+
+# Bounds on every field a partner sets (partner input is untrusted).
+MAX_HALF_LIFE_DAYS = 3650.0
+MAX_MIN_HITS = 100_000
+MAX_PATTERN_CHARS = 1 << 20
+MAX_PATTERN_VALUES = 10_000
+
+
+def _number(v, lo: float, hi: float, what: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ValueError(f"{what}: not a number")
+    x = float(v)
+    if not (math.isfinite(x) and lo <= x <= hi):
+        raise ValueError(f"{what}: outside [{lo:g}, {hi:g}]")
+    return x
+
+
+def _bounded_indicator(o: dict, e: dict, kind: str, campaigns: dict) -> PartnerIndicator:
+    """A :class:`PartnerIndicator` from one STIX indicator, every field range-checked.
+
+    ``ValueError("<field>: ...")`` when a field is out of bounds: confidence 0-100 (STIX's
+    own range; 1000 would otherwise give a link strength of 9), half-life (0, 10 years],
+    min_hits 1-100,000 (an integer), a pattern of at most 1 MiB and 10,000 values, valid times.
+    """
+    conf = _number(o.get("confidence", 50), 0, 100, "confidence")
+    half = _number(e.get("half_life_days", 14), 1e-6, MAX_HALF_LIFE_DAYS, "half_life_days")
+    hits = _number(e.get("min_hits", 1), 1, MAX_MIN_HITS, "min_hits")
+    if not hits.is_integer():
+        raise ValueError("min_hits: not an integer")
+    pattern = o.get("pattern")
+    if not isinstance(pattern, str) or len(pattern) > MAX_PATTERN_CHARS or pattern.count("=") > MAX_PATTERN_VALUES:
+        raise ValueError("pattern: missing, or over the size limit")
+    try:
+        vf = stix.ms(o["valid_from"])
+        vu = stix.ms(o["valid_until"]) if o.get("valid_until") else None
+    except (KeyError, ValueError, TypeError, AttributeError, OverflowError):
+        raise ValueError("valid_time: unreadable") from None
+    key_id, key_check = e.get("key_id"), e.get("key_check")
+    if not all(x is None or isinstance(x, str) for x in (key_id, key_check)):
+        raise ValueError("key_id: not a string")
+    partner = o.get("created_by_ref", "")
+    return PartnerIndicator(
+        id=o["id"], kind=kind, campaigns=sorted(set(campaigns.get(o["id"], []))) or [""],
+        confidence=conf / 100.0, valid_from=vf, valid_until=vu, half_life_ms=half * DAY_MS, min_hits=int(hits),
+        key_id=key_id, key_check=key_check, partner=partner if isinstance(partner, str) else "",
+    )
 
 
 def _events_at(obs: pl.DataFrame, rows: pl.DataFrame, ts_col: str, out_col: str) -> pl.DataFrame:

@@ -15,11 +15,15 @@ with ``distillguard scan --rules DIR``. The pattern is the source of truth for t
 from __future__ import annotations
 
 import hashlib
+import math
+import re
 from pathlib import Path
+from typing import Iterable
 
 import yaml
 
-from ..scoring.rules import parse_rule, rule_documents
+from ..scoring.policy import Policy
+from ..scoring.rules import LEVEL_WEIGHT, parse_rule, rule_documents
 from . import stix
 
 ACCOUNT_TYPE = "distillguard-account"
@@ -93,15 +97,57 @@ def _fmt(v: float) -> str:
     return str(int(v)) if float(v).is_integer() else repr(v)
 
 
-def write_rules(objs: list[dict], out_dir: str | Path, *, include_packaged: bool = True, source: str = "partner") -> list[Path]:
+# Partner rules are sandboxed: a partner rule reaches at most this action by itself unless its id
+# is approved locally (``share rules --approve``): the file carries ``max_action`` (the replay
+# takes the decision without the rule, or with it capped there, whichever is higher, and never
+# lets it convict a cluster), and its weight stays under the policy's next threshold.
+PARTNER_MAX_ACTION = "monitor"
+_SAFE_ID = re.compile(r"[^A-Za-z0-9_.-]+")
+MAX_RULE_ID = 80
+
+
+def safe_rule_id(rid: str) -> str:
+    """A rule id usable as a file name inside the rules directory: letters, digits, ``_.-``
+    only (``../x``, ``/etc/x`` and ``a\\b`` lose their separators), no leading dot, bounded length."""
+    sid = _SAFE_ID.sub("_", str(rid)).lstrip(".")[:MAX_RULE_ID]
+    return sid or "rule-" + hashlib.sha256(str(rid).encode("utf-8", "surrogatepass")).hexdigest()[:12]
+
+
+def sandbox_weight(max_action: str = PARTNER_MAX_ACTION, policy: Policy | None = None) -> float:
+    """Largest rule weight whose score alone stays below the action after ``max_action``."""
+    p = policy or Policy()
+    nxt = {"none": p.monitor, "monitor": p.challenge, "challenge": p.throttle, "throttle": p.suspend}
+    if max_action not in nxt:
+        raise ValueError(f"partner rules may reach at most none, monitor, challenge or throttle, not {max_action!r}")
+    return round(max(0.0, nxt[max_action] - 0.01), 4)
+
+
+def _weight(doc: dict) -> float:
+    level_w = LEVEL_WEIGHT.get(str(doc.get("level")), 1.0)
+    w = doc.get("weight", level_w)
+    return float(w) if isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) else level_w
+
+
+def write_rules(objs: list[dict], out_dir: str | Path, *, include_packaged: bool = True, source: str = "partner",
+                approved: Iterable[str] = (), max_action: str = PARTNER_MAX_ACTION, policy: Policy | None = None,
+                skipped: dict | None = None) -> list[Path]:
     """Write the rule indicators of ``objs`` (newest versions, not revoked) as YAML files.
 
     With ``include_packaged`` the packaged rules are written too, so ``out_dir`` can replace
     the default rules directory (``scan --rules out_dir``). A partner rule whose id exists
     locally with different conditions is kept under ``<id>-<source>``.
+
+    Partner input is untrusted: file names come from :func:`safe_rule_id` and are confined to
+    ``out_dir``; unless its (partner) id is in ``approved``, a partner rule gets ``max_action``
+    (what it may do by itself) and a weight under :func:`sandbox_weight`; a rule that does not parse is skipped and
+    counted in ``skipped`` by reason, the rest are written.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    root = out.resolve()
+    approved = set(approved)
+    cap = sandbox_weight(max_action, policy)
+    skipped = skipped if skipped is not None else {}
     written: list[Path] = []
     local: dict[str, dict] = {}
     if include_packaged:
@@ -113,15 +159,64 @@ def write_rules(objs: list[dict], out_dir: str | Path, *, include_packaged: bool
     for o in stix.latest_versions(objs).values():
         if o.get("type") != "indicator" or o.get("revoked") or stix.ext(o).get("kind") != "rule":
             continue
-        doc = rule_doc_from_indicator(o)
-        rid = str(doc.get("id"))
-        if rid in local:
-            if rule_pattern(local[rid]) == rule_pattern(doc):
-                continue
-            doc["id"] = rid = f"{rid}-{source}"
-        parse_rule(doc, rid)
+        try:
+            doc = rule_doc_from_indicator(o)
+            given = str(doc.get("id"))
+            rid = safe_rule_id(given)
+            if rid in local:
+                if rule_pattern(local[rid]) == rule_pattern(doc):
+                    continue
+                rid = safe_rule_id(f"{rid}-{source}")
+            doc["id"] = rid
+            doc.pop("max_action", None)  # a partner cannot lift its own sandbox
+            if given not in approved and rid not in approved:
+                doc["max_action"] = max_action
+                doc["weight"] = min(_weight(doc), cap)
+            parse_rule(doc, rid)
+        except Exception as err:  # noqa: BLE001 - one bad partner rule is skipped, the rest written
+            why = type(err).__name__
+            skipped[why] = skipped.get(why, 0) + 1
+            continue
         p = out / f"{rid}.yaml"
+        if p.resolve().parent != root:  # never outside --out, whatever the id held
+            skipped["unsafe_path"] = skipped.get("unsafe_path", 0) + 1
+            continue
         p.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), encoding="utf-8")
         local[rid] = doc
         written.append(p)
     return written
+
+
+def rules_dry_run(scan_dir: str | Path, rules_dir: str | Path, *, labels: str | Path | None = None,
+                  policy_path: str | Path | None = None) -> dict:
+    """Rescan the inputs of an existing scan with ``rules_dir`` and compare the flags.
+
+    Returns counts: accounts, flagged before/after, newly flagged, no longer flagged; with
+    ``labels`` (``account_id,label``; label ``benign`` or anything else) the benign accounts
+    flagged before/after and their rates: what a partner's rules would do to your own
+    false-positive rate, before you use them.
+    """
+    import json
+    import tempfile
+
+    import polars as pl
+
+    from ..scan import scan
+
+    scan_dir = Path(scan_dir)
+    summary = json.loads((scan_dir / "summary.json").read_text(encoding="utf-8"))
+    before = pl.read_csv(scan_dir / "accounts.csv", infer_schema=False).select("account_id", pl.col("flagged") == "true")
+    with tempfile.TemporaryDirectory(prefix="dg-dry-run-") as out:
+        scan(summary["inputs"], out, rules_dir=rules_dir, policy_path=policy_path, show_progress=False)
+        after = pl.read_csv(Path(out) / "accounts.csv", infer_schema=False).select("account_id", pl.col("flagged") == "true")
+    j = before.join(after, on="account_id", how="full", coalesce=True, suffix="_after").fill_null(False)
+    res = {"accounts": j.height, "flagged_before": int(j["flagged"].sum()), "flagged_after": int(j["flagged_after"].sum()),
+           "newly_flagged": int((~j["flagged"] & j["flagged_after"]).sum()), "unflagged": int((j["flagged"] & ~j["flagged_after"]).sum()),
+           "benign": None}
+    if labels is not None:
+        lab = pl.read_csv(labels, infer_schema=False).select("account_id", (pl.col("label") == "benign").alias("benign"))
+        b = j.join(lab, on="account_id", how="inner").filter(pl.col("benign"))
+        n = max(1, b.height)
+        res.update(benign=b.height, benign_flagged_before=int(b["flagged"].sum()), benign_flagged_after=int(b["flagged_after"].sum()))
+        res.update(benign_flag_rate_before=res["benign_flagged_before"] / n, benign_flag_rate_after=res["benign_flagged_after"] / n)
+    return res

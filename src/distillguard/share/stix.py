@@ -275,15 +275,38 @@ def parse_identifier_pattern(pattern: str) -> tuple[str, list[str]]:
 # ---------------------------------------------------------------------------- reading
 
 
-def load_objects(paths: Iterable[str | Path]) -> list[dict]:
-    """STIX objects from bundle files, TAXII envelopes or JSON lists (every version kept)."""
+# Partner input is untrusted: bounds on what one run reads (``share match``, ``rules``, ``pull``).
+MAX_BUNDLE_BYTES = 64 << 20
+MAX_OBJECTS = 50_000
+
+
+def load_objects(paths: Iterable[str | Path], *, max_bytes: int = MAX_BUNDLE_BYTES, max_objects: int = MAX_OBJECTS) -> list[dict]:
+    """STIX objects from bundle files, TAXII envelopes or JSON lists (every version kept).
+
+    Items that are not JSON objects are dropped. Raises ``ValueError`` (one line, naming the
+    file) for a file over ``max_bytes``, one that is not JSON, an ``objects`` that is not a
+    list, or more than ``max_objects`` objects in all.
+    """
     out: list[dict] = []
     for p in paths:
-        d = json.loads(Path(p).read_text(encoding="utf-8"))
+        size = Path(p).stat().st_size
+        if size > max_bytes:
+            raise ValueError(f"{p}: {size} bytes, over the {max_bytes}-byte limit for a partner bundle")
+        try:
+            d = json.loads(Path(p).read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+            raise ValueError(f"{p}: not a JSON bundle ({type(e).__name__})") from None
         if isinstance(d, dict):
-            out += d.get("objects", []) or []
+            items = d.get("objects", []) or []
         elif isinstance(d, list):
-            out += d
+            items = d
+        else:
+            raise ValueError(f"{p}: not a STIX bundle, TAXII envelope or list of objects")
+        if not isinstance(items, list):
+            raise ValueError(f"{p}: 'objects' is not a list")
+        out += [o for o in items if isinstance(o, dict)]
+        if len(out) > max_objects:
+            raise ValueError(f"{p}: more than {max_objects} STIX objects in all (the limit of one run)")
     return out
 
 
@@ -312,19 +335,25 @@ def checked(objs: Iterable[dict], info: dict | None = None) -> list[dict]:
 def latest_versions(objs: Iterable[dict]) -> dict[str, dict]:
     """id -> the object's newest version (largest ``modified``; unversioned objects as they are)."""
     best: dict[str, dict] = {}
+    when: dict[str, int] = {}
     for o in objs:
-        i = o.get("id")
-        if not i:
+        i = o.get("id") if isinstance(o, dict) else None
+        if not i or not isinstance(i, str):
             continue
-        cur = best.get(i)
-        if cur is None or ms(o.get("modified", o.get("created", FIXED_CREATED))) >= ms(cur.get("modified", cur.get("created", FIXED_CREATED))):
-            best[i] = o
+        try:
+            t = ms(o.get("modified", o.get("created", FIXED_CREATED)))
+        except (ValueError, TypeError, AttributeError, OverflowError):
+            continue  # an unreadable version never replaces a readable one
+        if i not in best or t >= when[i]:
+            best[i], when[i] = o, t
     return best
 
 
 def ext(o: dict) -> dict:
     """distillguard's extension properties of an object ({} if none)."""
-    return (o.get("extensions") or {}).get(EXT_PROPS["id"], {}) or {}
+    exts = o.get("extensions")
+    e = exts.get(EXT_PROPS["id"]) if isinstance(exts, dict) else None
+    return e if isinstance(e, dict) else {}
 
 
 def validate(bundle_obj: dict | str, strict: bool = True) -> tuple[bool, list[str]]:

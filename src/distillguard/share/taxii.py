@@ -73,8 +73,11 @@ def publish(objects: Iterable[dict] | str | Path, url: str, collection: str, *, 
 
 
 def pull(url: str, collection: str, out: str | Path | None = None, *, user: str | None = None, password: str | None = None,
-         token: str | None = None, verify: bool = True, added_after: str | None = None, per_request: int = 100) -> list[dict]:
-    """GET every object of the collection (newest versions), paging; optionally write a bundle."""
+         token: str | None = None, verify: bool = True, added_after: str | None = None, per_request: int = 100,
+         max_pages: int = 500, max_objects: int = stix.MAX_OBJECTS) -> list[dict]:
+    """GET every object of the collection (newest versions), paging; optionally write a bundle.
+
+    Raises ``ValueError`` past ``max_pages`` pages or ``max_objects`` objects."""
     from taxii2client.v21 import as_pages
 
     col = _collection(url, collection, user=user, password=password, token=token, verify=verify)
@@ -82,8 +85,17 @@ def pull(url: str, collection: str, out: str | Path | None = None, *, user: str 
         raise PermissionError(f"collection {collection!r} is not readable for this user")
     kw = {"added_after": added_after} if added_after else {}
     objs: list[dict] = []
-    for page in as_pages(col.get_objects, per_request=per_request, **kw):
-        objs += page.get("objects", []) or []
+    # Partner servers are untrusted: a page count and an object count bound what one pull reads
+    # (a server answering ``more: true`` forever would otherwise fill memory).
+    for k, page in enumerate(as_pages(col.get_objects, per_request=per_request, **kw)):
+        if k >= max_pages:
+            raise ValueError(f"collection {collection!r}: more than {max_pages} pages; pull with --added-after, or raise --max-pages")
+        items = page.get("objects", []) if isinstance(page, dict) else None
+        if not isinstance(items, list):
+            raise ValueError(f"collection {collection!r}: a page's 'objects' is not a list")
+        objs += [o for o in items if isinstance(o, dict)]
+        if len(objs) > max_objects:
+            raise ValueError(f"collection {collection!r}: more than {max_objects} objects (the limit of one pull)")
     objs = complete(objs)
     if out is not None:
         Path(out).write_text(stix.dumps(stix.bundle(objs, f"pull|{url}|{collection}|{len(objs)}")), encoding="utf-8")

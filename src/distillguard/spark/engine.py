@@ -31,6 +31,7 @@ from typing import Sequence
 import polars as pl
 import pyarrow as pa
 
+from ..ingest import EventTimeWindow
 from ..replay import ReplayConfig, empty_result, replay
 from ..report import ms_to_rfc3339, write_report
 from ..scoring.model import AccountModel
@@ -108,7 +109,7 @@ def run_spark_scan(inputs: Sequence[str], out_dir: str | Path, *, master: str | 
                    rules_dir: str | Path | None = None, model_path: str | Path | None = None,
                    policy_path: str | Path | None = None, config: ReplayConfig | None = None,
                    buckets: int | None = None, spark=None, conf: dict | None = None,
-                   marks_out: str | None = None, timings: dict | None = None) -> dict:
+                   marks_out: str | None = None, timings: dict | None = None, event_window=None) -> dict:
     """Scan exchange logs with Spark and write the report files (same as ``scan.scan``) into ``out_dir``.
 
     Parameters
@@ -125,6 +126,8 @@ def run_spark_scan(inputs: Sequence[str], out_dir: str | Path, *, master: str | 
     conf : extra Spark settings for a new session.
     marks_out : optional Parquet location for the per-(account, tick) sums and link rows.
     timings : optional dict that receives seconds per stage.
+    event_window : ``ingest.EventTimeWindow`` (default the scan's): pinned on the driver, so every
+        task applies the same bounds.
 
     Returns
     -------
@@ -154,7 +157,8 @@ def run_spark_scan(inputs: Sequence[str], out_dir: str | Path, *, master: str | 
         cschema = compact_schema()
         files = spark.createDataFrame([(i, p) for i, p in enumerate(paths)], "idx int, path string")
         files = files.repartitionByRange(max(1, len(paths)), "idx")  # one file per task
-        ex = files.mapInArrow(ingest_files(cschema), _struct(cschema)).persist()
+        window = (event_window or EventTimeWindow()).pinned()
+        ex = files.mapInArrow(ingest_files(cschema, window), _struct(cschema)).persist()
         metas = sorted((r["_source"], json.loads(r["_q"])) for r in ex.filter(F.col("_q").isNotNull()).select("_source", "_q").collect())
         tm["ingest"] = time.time() - t0 - tm["session"]
         read = sum(m["read"] for _, m in metas)

@@ -72,8 +72,10 @@ def _localize(path: str, tmp: str) -> str:
     return local
 
 
-def ingest_files(schema: pa.Schema):
-    """mapInArrow function: rows (idx, path) -> compact rows of those files + one ``_q`` row per file."""
+def ingest_files(schema: pa.Schema, window=None):
+    """mapInArrow function: rows (idx, path) -> compact rows of those files + one ``_q`` row per file.
+
+    ``window`` (``ingest.EventTimeWindow``, pinned by the driver) bounds event time as in the scan."""
     from ..ingest import IngestStats, Quarantine, read_events
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -88,7 +90,7 @@ def ingest_files(schema: pa.Schema):
                     # repeated across the file's groups computed once (exact, bounded).
                     cache = TextSignalCache()
                     with Quarantine(qpath) as q:
-                        for batch in reduction_groups(read_events([local], q, stats)):
+                        for batch in reduction_groups(read_events([local], q, stats, window=window)):
                             rows = _to_spark_types(exchange_features(batch, cache)).with_columns(pl.lit(idx, pl.Int32).alias("_source"))
                             t = rows.to_arrow()
                             t = t.append_column("_q", pa.nulls(t.num_rows, pa.string())).cast(schema)
