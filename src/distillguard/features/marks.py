@@ -10,7 +10,10 @@ Marks, per exchange, in the account's event-time order (ties broken by file and 
 the whole log (computed by the caller across buckets, see ``scan``); ``nd`` shares a MinHash band
 with an earlier prompt of the account; ``tpl`` its head or tail frame was already used with a
 different prompt; ``new_hour``/``new_hod`` a new active hour / hour of day; ``dt`` the gap since
-the account's previous exchange.
+the account's previous exchange; ``agent_open`` it is the second request of an agent session
+(tools offered; sessions by ``session_key``): the session is a loop, counted once; ``agent_fresh``
+that session's first request was a task new to the account that names no file the account's
+earlier traffic named (``ctx_seen``): an unrelated task, not more work on the same repository.
 """
 
 from __future__ import annotations
@@ -32,12 +35,32 @@ def _first(*cols: str | pl.Expr) -> pl.Expr:
     return value.is_first_distinct().over("_acct")
 
 
+def _context_seen(df: pl.DataFrame) -> pl.Series:
+    """Per row (``df`` sorted by account, then time): one of the files it names (``ctx0``/``ctx1``)
+    was already named by an earlier exchange of the same account."""
+    row = pl.int_range(pl.len(), dtype=pl.UInt32).alias("_row")
+    long = pl.concat([df.select("_acct", row, pl.col(c).alias("_h")) for c in ("ctx0", "ctx1")]).drop_nulls("_h")
+    out = pl.Series("ctx_seen", [False] * df.height)
+    if not long.height:
+        return out
+    # Within one row the two hashes differ, so a repeat is always an earlier row's.
+    seen = long.sort("_row").filter(~pl.struct("_acct", "_h").is_first_distinct()).get_column("_row").unique()
+    return out.scatter(seen, True) if seen.len() else out
+
+
+def session_key() -> pl.Expr:
+    """What ties an agent loop's requests together: the conversation id where the log has one;
+    otherwise the task prompt itself, which an agent resends at every step of its loop."""
+    return pl.coalesce(pl.col("conv"), pl.col("h_exact"))
+
+
 def mark(df: pl.DataFrame, tick_ms: int) -> pl.DataFrame:
     """Per-exchange marks for one bucket of accounts (input: compact exchange rows)."""
     df = df.sort(["account_id", "ts", "_source", "_line"])
     # An integer per account (rows are sorted by account): keys with it hash ~2x faster than
     # with the account's string.
     df = df.with_columns((pl.col("account_id") != pl.col("account_id").shift(1)).fill_null(True).cum_sum().alias("_acct"))
+    df = df.with_columns(_context_seen(df))
     df = df.with_columns(
         # A prompt with neither text nor digest has no identity: it cannot be "new".
         (_first("h_exact") & pl.col("h_exact").is_not_null()).alias("new_exact"),
@@ -61,6 +84,22 @@ def mark(df: pl.DataFrame, tick_ms: int) -> pl.DataFrame:
         (pl.col("tools").fill_null(0) > 0).alias("has_tools"),
         (pl.col("script") > 0).alias("non_latin"),
         (pl.col("f_reason") | pl.col("f_maxout") | pl.col("f_rubric") | pl.col("f_exam")).alias("extract"),
+        session_key().alias("_sess"),
+        # This request opens a task: new to the account, naming no file it named before, and
+        # not carrying a tool's result (a loop step).
+        (pl.col("new_exact") & ~pl.col("ctx_seen") & ~pl.col("f_toolres")).alias("_fresh_row"),
+    ).with_columns(
+        # A session counts once, at its second request, and only when that request continues
+        # a loop (the first was answered with tool calls, or this one carries a tool result or
+        # the conversation so far): an app's one-shot calls with tools, repeated, are no session.
+        # (Every earlier row of the session is already in the account's past: no look-ahead.)
+        ((pl.int_range(pl.len()).over(["_acct", "_sess"]) == 1) & pl.col("_sess").is_not_null()
+         & (pl.col("tools").fill_null(0) > 0)
+         & (pl.col("f_toolcall").shift(1).over(["_acct", "_sess"]).fill_null(False) | pl.col("f_toolres")
+            | (pl.col("msgs").fill_null(0) > 2))).alias("agent_open"),
+        pl.col("_fresh_row").first().over(["_acct", "_sess"]).alias("_sess_fresh"),
+    ).with_columns(
+        (pl.col("agent_open") & pl.col("_sess_fresh")).alias("agent_fresh"),
     )
 
 
@@ -113,6 +152,8 @@ def tick_sums(m: pl.DataFrame) -> pl.DataFrame:
         _i(pl.col("has_tools")).alias("tools"),
         # An agent's tool loop resends the same user request at every step: one task, not many.
         _i(pl.col("has_tools") & ~pl.col("new_exact") & pl.col("h_exact").is_not_null()).alias("tool_repeat"),
+        _i(pl.col("agent_open")).alias("agent_open"),
+        _i(pl.col("agent_fresh")).alias("agent_fresh"),
         _i(pl.col("non_latin")).alias("lang"),
         pl.col("out_tok").fill_null(0).cast(pl.Float64).sum().alias("out_tok"),
         pl.col("dt").count().cast(pl.Float64).alias("dt_n"),
