@@ -35,17 +35,16 @@ def _first(*cols: str | pl.Expr) -> pl.Expr:
     return value.is_first_distinct().over("_acct")
 
 
-def _context_seen(df: pl.DataFrame) -> pl.Series:
-    """Per row (``df`` sorted by account, then time): one of the files it names (``ctx0``/``ctx1``)
-    was already named by an earlier exchange of the same account."""
+def _context_seen(m: pl.DataFrame) -> pl.Series:
+    """Row numbers (into ``m``, sorted by account, then time) of the rows naming a file
+    (``ctx0``/``ctx1``) that an earlier exchange of the same account already named."""
     row = pl.int_range(pl.len(), dtype=pl.UInt32).alias("_row")
-    long = pl.concat([df.select("_acct", row, pl.col(c).alias("_h")) for c in ("ctx0", "ctx1")]).drop_nulls("_h")
-    out = pl.Series("ctx_seen", [False] * df.height)
-    if not long.height:
-        return out
+    named = m.select("_acct", row, "ctx0", "ctx1").filter(pl.col("ctx0").is_not_null())
+    if not named.height:
+        return pl.Series("_row", [], dtype=pl.UInt32)
+    long = pl.concat([named.select("_acct", "_row", pl.col(c).alias("_h")) for c in ("ctx0", "ctx1")]).drop_nulls("_h")
     # Within one row the two hashes differ, so a repeat is always an earlier row's.
-    seen = long.sort("_row").filter(~pl.struct("_acct", "_h").is_first_distinct()).get_column("_row").unique()
-    return out.scatter(seen, True) if seen.len() else out
+    return long.sort("_row").filter(~pl.struct("_acct", "_h").is_first_distinct()).get_column("_row").unique()
 
 
 def session_key() -> pl.Expr:
@@ -60,7 +59,6 @@ def mark(df: pl.DataFrame, tick_ms: int) -> pl.DataFrame:
     # An integer per account (rows are sorted by account): keys with it hash ~2x faster than
     # with the account's string.
     df = df.with_columns((pl.col("account_id") != pl.col("account_id").shift(1)).fill_null(True).cum_sum().alias("_acct"))
-    df = df.with_columns(_context_seen(df))
     df = df.with_columns(
         # A prompt with neither text nor digest has no identity: it cannot be "new".
         (_first("h_exact") & pl.col("h_exact").is_not_null()).alias("new_exact"),
@@ -69,7 +67,7 @@ def mark(df: pl.DataFrame, tick_ms: int) -> pl.DataFrame:
     )
     same_acct = pl.col("_acct") == pl.col("_acct").shift(1)
     use = lambda h: pl.when(pl.col(h).is_null()).then(0).otherwise(pl.col("new_exact").cast(pl.Int32).cum_sum().over(["_acct", h]))  # noqa: E731
-    return df.with_columns(
+    m = df.with_columns(
         (pl.col("b0").is_not_null() & ~(_first("b0") & _first("b1") & _first("b2"))).alias("nd"),
         use("h_pre").alias("pre_use"),
         use("h_suf").alias("suf_use"),
@@ -84,23 +82,44 @@ def mark(df: pl.DataFrame, tick_ms: int) -> pl.DataFrame:
         (pl.col("tools").fill_null(0) > 0).alias("has_tools"),
         (pl.col("script") > 0).alias("non_latin"),
         (pl.col("f_reason") | pl.col("f_maxout") | pl.col("f_rubric") | pl.col("f_exam")).alias("extract"),
-        session_key().alias("_sess"),
-        # This request opens a task: new to the account, naming no file it named before, and
-        # not carrying a tool's result (a loop step).
-        (pl.col("new_exact") & ~pl.col("ctx_seen") & ~pl.col("f_toolres")).alias("_fresh_row"),
-    ).with_columns(
-        # A session counts once, at its second request, and only when that request continues
-        # a loop (the first was answered with tool calls, or this one carries a tool result or
-        # the conversation so far): an app's one-shot calls with tools, repeated, are no session.
-        # (Every earlier row of the session is already in the account's past: no look-ahead.)
-        ((pl.int_range(pl.len()).over(["_acct", "_sess"]) == 1) & pl.col("_sess").is_not_null()
-         & (pl.col("tools").fill_null(0) > 0)
-         & (pl.col("f_toolcall").shift(1).over(["_acct", "_sess"]).fill_null(False) | pl.col("f_toolres")
-            | (pl.col("msgs").fill_null(0) > 2))).alias("agent_open"),
-        pl.col("_fresh_row").first().over(["_acct", "_sess"]).alias("_sess_fresh"),
-    ).with_columns(
-        (pl.col("agent_open") & pl.col("_sess_fresh")).alias("agent_fresh"),
     )
+    return m.with_columns(agent_sessions(m))
+
+
+def agent_sessions(m: pl.DataFrame) -> list[pl.Series]:
+    """``agent_open`` and ``agent_fresh`` per row of ``m`` (``mark``'s frame, sorted by account,
+    then time). Computed on the requests that offer tools only (a small share of most logs).
+
+    A session counts once, at its second request, and only when that request continues a loop
+    (the first was answered with tool calls, or this one carries a tool result or more than a
+    system and a user message): an app's one-shot calls with tools, even repeated, are no
+    session. The session is fresh when its first request opened a task new to the account that
+    names no file the account named before. Every row read is in the account's past at the
+    second request: no look-ahead.
+    """
+    n = m.height
+    seen = _context_seen(m)
+    key = ["_acct", "_sess"]
+    sub = m.select(
+        pl.int_range(pl.len(), dtype=pl.UInt32).alias("_row"), "_acct", session_key().alias("_sess"),
+        "new_exact", "f_toolres", "f_toolcall", "msgs", "tools",
+    ).filter((pl.col("tools").fill_null(0) > 0) & pl.col("_sess").is_not_null())
+    sub = sub.with_columns(
+        (pl.col("new_exact") & ~pl.col("_row").is_in(seen.implode()) & ~pl.col("f_toolres")).alias("_fresh_row"),
+    ).with_columns(
+        ((pl.int_range(pl.len()).over(key) == 1)
+         & (pl.col("f_toolcall").shift(1).over(key).fill_null(False) | pl.col("f_toolres")
+            | (pl.col("msgs").fill_null(0) > 2))).alias("_open"),
+        pl.col("_fresh_row").first().over(key).alias("_sess_fresh"),
+    ).filter("_open")
+    opened = pl.Series("agent_open", [False] * n)
+    fresh = pl.Series("agent_fresh", [False] * n)
+    if sub.height:
+        opened = opened.scatter(sub["_row"], True)
+        rows = sub.filter("_sess_fresh")["_row"]
+        if rows.len():
+            fresh = fresh.scatter(rows, True)
+    return [opened, fresh]
 
 
 def single_turn() -> pl.Expr:
