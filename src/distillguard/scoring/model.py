@@ -42,7 +42,7 @@ SIGNS = {
     "log_trace": None, "log_gap": None,
     # Session-level agent evidence is left to the reviewed rule (dg-011): too few agent
     # harvesters in any training log to weigh it against real coding agents.
-    "agent_fresh_share": None, "log_agent_fresh": None,
+    "agent_fresh_share": None, "log_agent_fresh": None, "day_hours": None,
 }
 
 
