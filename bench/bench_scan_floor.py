@@ -52,7 +52,8 @@ from distillguard.pipeline import REDUCE_ROWS
 from distillguard.schema import FIELD_KINDS
 
 READ_STAGE = "reading + exchange signals"
-_RAW_TYPES = {"str": pa.string(), "int": pa.int64(), "num": pa.float64(), "bool": pa.bool_(), "ts": pa.string()}
+_RAW_TYPES = {"str": pa.string(), "int": pa.int64(), "num": pa.float64(), "bool": pa.bool_(), "ts": pa.string(),
+              "strs": pa.list_(pa.string())}
 
 
 def blocks(path: Path) -> list[bytes]:

@@ -312,3 +312,54 @@ def test_reduction_groups_keep_every_row_in_order_in_groups_of_at_least_the_size
     assert [g.num_rows for g in groups] == [8, 9, 5]  # each closes at >= 6 rows; the last is the rest
     assert [x for g in groups for x in g.column("i").to_pylist()] == list(range(start))
     assert list(reduction_groups(iter([pa.RecordBatch.from_pydict({"i": []})]), rows=6)) == []
+
+
+# --- agent sessions (session-level evidence) -------------------------------------------------
+
+
+def _loop(task: str, conv: str | None, t0: int, steps: int = 4, **extra) -> list[dict]:
+    """One agent session as a gateway logs it: the task resent at each step of the tool loop."""
+    return [{"prompt": task, "conversation_id": conv, "ts": t0 + 5_000 * k, "tool_count": 3,
+             "last_role": "user" if k == 0 else "tool", "finish_reason": "tool_calls" if k < steps - 1 else "stop",
+             **extra} for k in range(steps)]
+
+
+def _agent_sums(rows: list[dict]) -> dict:
+    from distillguard.features.marks import account_ticks
+
+    recs = [{**r, "request_id": f"r{i}", "_line": i + 1} for i, r in enumerate(rows)]
+    ex = exchange_features(batch(recs)).with_columns(pl.lit(False).alias("new_global"))
+    sums, _, _ = account_ticks(ex, 60_000)
+    return {c: sums[c].sum() for c in ("agent_open", "agent_fresh", "tool_repeat", "n")}
+
+
+def test_agent_sessions_count_once_and_unrelated_tasks_are_fresh():
+    tasks = ["Fix the flaky retry in src/net/client.py", "Add a --dry-run flag to tools/deploy.sh",
+             "Why does parsing fail on empty input?"]
+    rows = [r for i, t in enumerate(tasks) for r in _loop(t, f"c{i}", 1_700_000_000_000 + i * 600_000)]
+    got = _agent_sums(rows)
+    # Three loops of four requests: three sessions, each a new task naming no earlier file.
+    assert (got["n"], got["agent_open"], got["agent_fresh"]) == (12, 3, 3)
+    # Without conversation ids the resent task ties the loop together, with the same result.
+    assert _agent_sums([{**r, "conversation_id": None} for r in rows])["agent_open"] == 3
+
+
+def test_agent_sessions_on_the_same_files_share_context():
+    tasks = ["Fix the flaky retry in src/net/client.py", "Add a timeout to src/net/client.py",
+             "Tests for @src/net/client.py please", "Now rename tools/deploy.sh"]
+    rows = [r for i, t in enumerate(tasks) for r in _loop(t, f"c{i}", 1_700_000_000_000 + i * 600_000)]
+    got = _agent_sums(rows)
+    # The second and third sessions return to a file the first named: more work on one repository.
+    assert (got["agent_open"], got["agent_fresh"]) == (4, 2)
+
+
+def test_one_shot_tool_calls_and_repeats_are_not_sessions():
+    # An app back-end's function-calling requests: tools offered, one call each, inputs repeated.
+    rows = [{"prompt": f"Classify: item {i % 3}", "tool_count": 1, "finish_reason": "stop",
+             "ts": 1_700_000_000_000 + 1_000 * i} for i in range(12)]
+    assert _agent_sums(rows)["agent_open"] == 0
+    # A web address is not a file of the working copy.
+    ex = exchange_features(batch([{"prompt": "See https://github.com/org/repo/blob/main/CONTRIBUTING.md", "tool_count": 2},
+                                  {"prompt": "Edit lib/core/io.py and ./setup.cfg", "tool_count": 2},
+                                  {"prompt": "Edit lib/core/io.py", "tool_count": None}]))
+    assert ex["ctx0"].null_count() == 2 and ex["ctx1"].to_list()[1] is not None

@@ -677,3 +677,74 @@ def test_records_to_batch_large_body_uses_block_path():
     assert batch.num_rows == 599 and set(batch.column("_source").to_pylist()) == {3}
     assert q.reasons == {"type:stream": 1}
     assert stats.read == 600
+
+
+# --- agent-traffic fields (events.md, 2026-12-07) -------------------------------------------
+
+AGENT = {"tool_names": ["bash", "read_file"], "message_count": 7, "last_role": "tool", "output_tool_calls": 2}
+
+
+def test_agent_fields_in_every_format(tmp_path):
+    """JSONL (fast and slow path), Parquet, CSV and service bodies read the same values."""
+    recs = [rec(0, **AGENT), rec(1, tool_names=[]), rec(2)]
+    write_jsonl(tmp_path / "a.jsonl", recs)
+    pq.write_table(pa.Table.from_pylist(recs), tmp_path / "a.parquet")
+    csv_rows = [{**r, "tool_names": json.dumps(r["tool_names"]) if "tool_names" in r else None} for r in recs]
+    import pyarrow.csv as pcsv
+
+    pcsv.write_csv(pa.Table.from_pylist(csv_rows), tmp_path / "a.csv")
+    want = {"tool_names": [["bash", "read_file"], [], None], "message_count": [7, None, None],
+            "last_role": ["tool", None, None], "output_tool_calls": [2, None, None]}
+    for name in ("a.jsonl", "a.parquet", "a.csv"):
+        table, stats, q = scan([tmp_path / name], tmp_path / name.replace(".", "_"))
+        assert q == [], name
+        for col, values in want.items():
+            assert table.column(col).to_pylist() == values, (name, col)
+    block = b"".join(line(r) + b"\n" for r in recs)
+    assert parse_block(block).table.column("tool_names").to_pylist() == want["tool_names"]
+    assert parse_block_slow(block).table.column("tool_names").to_pylist() == want["tool_names"]
+    with Quarantine(None) as q:
+        batch = records_to_batch(recs, "http", q, IngestStats())
+    assert batch.column("tool_names").to_pylist() == want["tool_names"]
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("tool_names", "bash"), ("tool_names", ["bash", None]), ("tool_names", [1]), ("tool_names", [["bash"]]),
+     ("tool_names", {"name": "bash"}), ("message_count", "7"), ("message_count", 2.5), ("last_role", 3),
+     ("output_tool_calls", True), ("output_tool_calls", [1])],
+)
+def test_agent_fields_wrong_type_quarantined(tmp_path, field, value):
+    recs = [rec(0), rec(1, **{field: value}), rec(2, **AGENT)]
+    block = b"".join(line(r) + b"\n" for r in recs)
+    for res in (parse_block(block), parse_block_slow(block)):
+        assert res.table.column("request_id").to_pylist() == ["r-0", "r-2"]
+        assert [(no, reason) for no, reason, _ in res.rejects] == [(2, "type:" + field)]
+    with Quarantine(None) as q:
+        batch = records_to_batch(recs, "http", q, IngestStats())
+    assert batch.num_rows == 2 and q.reasons == {"type:" + field: 1}
+
+
+def test_agent_fields_wrong_type_parquet_and_csv(tmp_path):
+    t = pa.table({"request_id": ["a", "b", "c"], "ts": [TS] * 3, "account_id": ["x"] * 3,
+                  "tool_names": pa.array([["bash"], ["bash", None], None], pa.list_(pa.string()))})
+    pq.write_table(t, tmp_path / "e.parquet")
+    table, _, q = scan([tmp_path / "e.parquet"], tmp_path / "p")
+    assert table.column("request_id").to_pylist() == ["a", "c"] and reasons(q) == [(2, "type:tool_names")]
+    t = pa.table({"request_id": ["a", "b"], "ts": [TS] * 2, "account_id": ["x"] * 2, "tool_names": [["bash"], ["x"]]})
+    t = t.set_column(3, "tool_names", pa.array([[1], [2]], pa.list_(pa.int64())))
+    pq.write_table(t, tmp_path / "f.parquet")
+    table, _, q = scan([tmp_path / "f.parquet"], tmp_path / "f")
+    assert table.num_rows == 0 and reasons(q) == [(1, "type:tool_names"), (2, "type:tool_names")]
+    (tmp_path / "e.csv").write_text(
+        "request_id,ts,account_id,tool_names,message_count\n"
+        f'r1,{TS},a,"[""bash""]",3\n'
+        f"r2,{TS},a,bash,3\n"
+        f'r3,{TS},a,"[""bash"",null]",3\n'
+        f'r4,{TS},a,"[""bash""]",x\n'
+        f"r5,{TS},a,,\n"
+    )
+    table, _, q = scan([tmp_path / "e.csv"], tmp_path / "c")
+    assert table.column("request_id").to_pylist() == ["r1", "r5"]
+    assert table.column("tool_names").to_pylist() == [["bash"], None]
+    assert reasons(q) == [(3, "type:tool_names"), (4, "type:tool_names"), (5, "type:message_count")]

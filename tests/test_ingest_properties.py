@@ -74,6 +74,8 @@ VALUES = {
     "num": st.one_of(st.floats(allow_nan=False, allow_infinity=False), st.integers(-(2**60), 2**60)),
     "bool": st.booleans(),
     "ts": ts_values,
+    # Mostly well-formed name lists, sometimes with a null or a non-string element.
+    "strs": st.lists(st.one_of(any_text, any_text, any_text, st.none(), st.integers(-3, 3)), max_size=4),
 }
 json_scalar = st.one_of(st.none(), st.booleans(), big_ints, any_float, any_text)
 json_any = st.recursive(json_scalar, lambda c: st.lists(c, max_size=3) | st.dictionaries(any_text, c, max_size=3), max_leaves=8)
@@ -364,6 +366,8 @@ ARROW_COLUMNS = [
     lambda n, d: pa.array(d.draw(st.lists(st.one_of(st.none(), st.integers(-(2**31), 2**31 - 1)), min_size=n, max_size=n)), pa.date32()),
     lambda n, d: pa.array([{"a": i} for i in range(n)]),
     lambda n, d: pa.array([[i] for i in range(n)]),
+    lambda n, d: pa.array(d.draw(st.lists(st.one_of(st.none(), st.lists(st.one_of(st.none(), st.text(max_size=6)), max_size=3)), min_size=n, max_size=n)), pa.list_(pa.string())),
+    lambda n, d: pa.array(d.draw(st.lists(st.one_of(st.none(), st.lists(st.text(max_size=6), max_size=3)), min_size=n, max_size=n)), pa.large_list(pa.large_string())),
     lambda n, d: pa.nulls(n),
     lambda n, d: pa.array(d.draw(st.lists(st.decimals(allow_nan=False, allow_infinity=False, places=2, min_value=-999, max_value=999), min_size=n, max_size=n)), pa.decimal128(5, 2)),
 ]

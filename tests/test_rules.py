@@ -48,6 +48,8 @@ CASES = {
                row(40, text_share=0.0, global_novelty=1.0, log_out_tok=7.5, log_gap=1.2, **HARVEST)),  # eval harness, text not logged
     "dg-010": (row(1200, exam_share=1.0, novelty=0.08, nd_share=0.95, single_share=1.0, log_out_tok=6.9, hod_cover=0.9),  # cycling a code benchmark
                row(1200, exam_share=1.0, novelty=0.08, nd_share=0.95, single_share=1.0, log_out_tok=6.9, hod_cover=0.12)),  # pass@k run with CoT
+    "dg-011": (row(2400, tools_share=0.95, agent_fresh_share=0.97, log_agent_fresh=4.2, day_hours=0.96, single_share=0.05),  # trajectory harvester
+               row(2400, tools_share=0.95, agent_fresh_share=0.3, log_agent_fresh=2.2, day_hours=0.96, single_share=0.05)),  # developers' agent on one repo, in shifts
     "dg-101": (row(5000, members=40, extract_share=0.8, global_novelty=0.9, **HARVEST),
                row(5000, members=40, extract_share=0.1, novelty=0.95, single_share=0.5)),  # company sharing a card
 }
@@ -95,6 +97,15 @@ def test_repeated_sampling_for_parseable_or_short_answers_is_an_evaluation():
     assert not fires("dg-010", row(1200, log_out_tok=6.9, fmt_share=0.9, **sweep))  # "Answer: $X"
     assert not fires("dg-010", row(1200, log_out_tok=5.2, **sweep))  # completions, not explanations
     assert not fires("dg-010", row(1200, log_out_tok=6.9, **(sweep | {"novelty": 0.95})))  # new items: the sweep rules' case
+
+
+def test_agent_sessions_in_a_working_day_or_on_one_repository_are_a_developer():
+    busy = dict(tools_share=0.95, agent_fresh_share=0.97, log_agent_fresh=4.2, day_hours=0.96)
+    assert fires("dg-011", row(2400, **busy))
+    assert not fires("dg-011", row(2400, **(busy | {"day_hours": 0.45})))  # a working day
+    assert not fires("dg-011", row(2400, **(busy | {"agent_fresh_share": 0.5})))  # returns to its repository
+    assert not fires("dg-011", row(2400, **(busy | {"log_agent_fresh": 2.0})))  # a handful of sessions a day
+    assert not fires("dg-011", row(2400, **(busy | {"tools_share": 0.1})))  # a chat product with a tool now and then
 
 
 def test_any_block_needs_one_alternative():

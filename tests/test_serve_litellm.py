@@ -119,8 +119,18 @@ def test_logger_records_follow_the_contract(service):
     assert rec == {"request_id": "call-123", "ts": int(t0.timestamp() * 1000), "account_id": "acct_gw", "api_key_id": "hk1",
                    "client_ip": "203.0.113.9", "model": "frontier-large", "operation": "chat", "temperature": 0.2, "n": 2,
                    "max_tokens": 9000, "stream": False, "logprobs": True, "reasoning_effort": "high", "tool_count": 1,
+                   "message_count": 2, "last_role": "user",
                    "system_prompt": "be brief", "prompt": "Explain step by step.", "status": 200, "finish_reason": "length",
                    "input_tokens": 12, "output_tokens": 900, "reasoning_tokens": 500, "latency_ms": 2000}
+    # Agent traffic: tool names, the tool result the request ends with, the tool calls answered.
+    agent = {**kwargs, "messages": kwargs["messages"] + [{"role": "assistant", "content": None},
+                                                         {"role": "tool", "content": "ok"}],
+             "optional_params": {"tools": [{"type": "function", "function": {"name": "bash"}}, {"name": "edit"}]}}
+    called = {**resp, "choices": [{"finish_reason": "tool_calls", "message": {"tool_calls": [{"id": "t1"}, {"id": "t2"}]}}]}
+    rec = lp.exchange_record(agent, called, t0, t0, ok=True, account_source="end_user")
+    assert (rec["tool_names"], rec["message_count"], rec["last_role"], rec["output_tool_calls"]) == (["bash", "edit"], 4, "tool", 2)
+    unnamed = {**agent, "optional_params": {"tools": [{"type": "function"}]}}
+    assert "tool_names" not in lp.exchange_record(unnamed, resp, t0, t0, ok=True, account_source="end_user")
     hidden = lp.exchange_record(kwargs, resp, t0, t0, ok=False, account_source="end_user", keep_prompt=False)
     assert "prompt" not in hidden and len(hidden["prompt_sha256"]) == 64 and hidden["status"] == 500
 

@@ -133,6 +133,8 @@ def _span(rec: dict, trace: str, span: str) -> dict:
                                              {"role": "user", "parts": [{"type": "text", "content": rec.get("prompt") or ""}]}]),
         "gen_ai.response.finish_reasons": ["length"],
         "gen_ai.tool.definitions": json.dumps([{"name": "a"}, {"name": "b"}]),
+        "gen_ai.output.messages": json.dumps([{"role": "assistant", "parts": [
+            {"type": "text", "content": "ok"}, {"type": "tool_call", "name": "a", "arguments": {}}]}]),
     }
     start = rec["ts_ms"] * 1_000_000
     return {"traceId": trace, "spanId": span, "name": "chat", "startTimeUnixNano": str(start),
@@ -161,6 +163,7 @@ def test_otel_genai_spans_map_to_exchanges(tmp_path):
         "acct_otel", "frontier-large", "chat", "203.0.113.7", "sdk/1")
     assert (r["max_tokens"], r["temperature"], r["output_tokens"], r["tool_count"], r["finish_reason"]) == (4096, 0.7, 812, 2, "length")
     assert r["prompt"] == "Explain step by step." and r["payment_fingerprint"] == "pf_1" and r["status"] == 200
+    assert (r["tool_names"], r["message_count"], r["last_role"], r["output_tool_calls"]) == (["a", "b"], 2, "user", 1)
     e = Engine(ServeConfig(state_dir=tmp_path / "s", refresh_ms=600_000))
     res = e.ingest(records, "http:/v1/traces")
     assert (res.accepted, res.rejected, res.rejects[0]["reason"]) == (1, 1, "missing:account_id")

@@ -199,9 +199,10 @@ def _account_pass(ticks: pl.DataFrame, attrs: pl.DataFrame, model: AccountModel,
     own_flag = snaps.filter(pl.col("lvl") >= 2).group_by("account_id").agg(pl.col("tick").min().alias("t_own"))
     last = snaps.group_by("account_id", maintain_order=True).agg(
         pl.col("n").last().alias("events"), pl.col("own").last().alias("score_last"),
-        pl.col("lvl").max().alias("own_lvl"), pl.col("lvl").last().alias("lvl_last"), pl.col("_row").sort_by("own").last().alias("_imax"),
+        pl.col("lvl").max().alias("own_lvl"), pl.col("lvl").last().alias("lvl_last"), pl.col("_row").sort_by(["lvl", "own"]).last().alias("_imax"),
     )
-    # Reasons: the account's strongest own decision (its window's when that scored higher).
+    # Reasons: the account's strongest own decision, the one that set its highest level (then
+    # the highest score; its window's when that scored higher): the reasons explain the action.
     imax = last["_imax"].to_numpy().astype(np.int64)
     contrib_cum = model.contributions(snaps[imax.tolist()], "x_")
     reasons = []

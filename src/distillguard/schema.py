@@ -10,7 +10,8 @@ from __future__ import annotations
 import pyarrow as pa
 
 # Field name -> (arrow type, JSON kind accepted by the validator).
-# JSON kinds: "str", "int", "num", "bool", "ts" (RFC 3339 string or integer epoch ms).
+# JSON kinds: "str", "int", "num", "bool", "ts" (RFC 3339 string or integer epoch ms),
+# "strs" (an array of strings; no null elements).
 REQUIRED: dict[str, str] = {"request_id": "str", "ts": "ts", "account_id": "str"}
 
 OPTIONAL: dict[str, str] = {
@@ -46,6 +47,11 @@ OPTIONAL: dict[str, str] = {
     "output_tokens": "int",
     "reasoning_tokens": "int",
     "latency_ms": "int",
+    # Agent traffic (events.md, 2026-12-07).
+    "tool_names": "strs",
+    "message_count": "int",
+    "last_role": "str",
+    "output_tool_calls": "int",
 }
 
 FIELD_KINDS: dict[str, str] = {**REQUIRED, **OPTIONAL}
@@ -56,6 +62,7 @@ _ARROW = {
     "num": pa.float64(),
     "bool": pa.bool_(),
     "ts": pa.int64(),  # epoch milliseconds, UTC
+    "strs": pa.list_(pa.string()),
 }
 
 # Provenance columns added by ingestion (not part of the public contract).

@@ -19,7 +19,7 @@ SUM_COLUMNS = [
     "n", "new_exact", "nd", "tpl", "new_hour", "new_hod", "single", "multi", "text",
     "reason", "maxout", "rubric", "exam", "code", "logprobs", "effort", "multi_n", "big_max",
     "trunc", "tools", "lang", "out_tok", "dt_n", "dt_sum", "dt_sq", "new_script", "extract", "new_global", "ident", "shape_novel", "fmt", "trace",
-    "tool_repeat",
+    "tool_repeat", "agent_open", "agent_fresh",
 ]
 
 def tick_aggregates(ticks: pl.DataFrame) -> pl.DataFrame:
@@ -32,7 +32,7 @@ def tick_aggregates(ticks: pl.DataFrame) -> pl.DataFrame:
 # length of the log; a count does, so a big router or app back-end would look riskier in a
 # month's log than in a day's for no change in behaviour. A day is also the span of the logs the
 # learned layer was fitted on, so on a log of up to a day the two are the same.
-VOLUME_COLUMNS = ("n", "extract", "new_exact")
+VOLUME_COLUMNS = ("n", "extract", "new_exact", "agent_fresh", "new_hour")
 # Extraction-shaped prompts up to this share of a stream are ordinary: a router's or an app's
 # users send homework, exam questions and "explain step by step" as part of a mixed stream.
 # Only the volume beyond it counts (an account whose traffic is mostly extraction, at volume).
@@ -82,6 +82,7 @@ FEATURES = [
     "rubric_share", "exam_share", "code_share", "shape_share", "trunc_share", "log_out_tok",
     "hod_cover", "duty", "iat_cv", "log_rate", "young", "lang_spread", "tools_share", "extract_share", "log_extract",
     "global_novelty", "text_share", "fmt_share", "trace_share", "log_trace", "log_gap",
+    "agent_fresh_share", "log_agent_fresh", "day_hours",
 ]
 
 
@@ -154,6 +155,18 @@ def derive(df: pl.DataFrame, prefix: str = "", now_col: str = "tick") -> pl.Data
         # Mean seconds between an account's exchanges (sessions' pauses included): a person reads
         # a long answer before sending the next; an evaluation harness sends it at once.
         "log_gap": mean_dt.log1p(),
+        # Agent sessions whose task is unrelated to the account's earlier work (new to it, and
+        # naming none of the files its earlier traffic named), over all its agent sessions. A
+        # developer's sessions return to one repository; a trajectory harvester's are each a
+        # new task drawn from a broad task space.
+        "agent_fresh_share": c("agent_fresh") / c("agent_open").clip(lower_bound=1.0),
+        # How many such unrelated agent sessions in the trailing day: a day's yield of new
+        # trajectories, not a share (one developer opens a handful; a harvester, dozens).
+        "log_agent_fresh": vol("agent_fresh").log1p(),
+        # Hours with traffic in the trailing day, over 24: the duty cycle of the account's
+        # current day, which a long log does not inflate (``hod_cover`` counts every hour of
+        # the day ever used). A person's working day leaves hours idle; a harness need not.
+        "day_hours": (vol("new_hour") / 24.0).clip(upper_bound=1.0),
     }
     return df.with_columns([e.cast(pl.Float64).fill_nan(0.0).fill_null(0.0).alias(prefix + "x_" + k) for k, e in feats.items()])
 

@@ -36,7 +36,14 @@ COMPACT_COLUMNS = [
     "f_reason", "f_maxout", "f_rubric", "f_exam", "f_code", "f_fmt", "f_trace", "script",
     "max_tokens", "n", "f_logprobs", "f_effort", "temperature", "tools", "out_tok", "reason_tok", "f_trunc",
     "h_exact", "h_pre", "h_suf", "b0", "b1", "b2",
+    "msgs", "f_toolres", "f_toolcall", "ctx0", "ctx1",
 ]
+
+# A file path a task names ("django/db/models/query.py", "@src/auth/views.ts"): the working
+# context an agent session shares with the developer's other sessions on the same repository.
+# At least one directory and a file extension, so fractions, dates and prose do not match.
+PATH_TOKEN = r"(?:[A-Za-z0-9_.@~-]+/)+[A-Za-z0-9_-]+\.[A-Za-z][A-Za-z0-9]{0,4}\b"
+CONTEXT_CHARS = 8_000  # the paths a task names are in its first pages
 
 
 def _ip_prefix(ip: pl.Expr) -> pl.Expr:
@@ -78,7 +85,7 @@ def _meta_exprs() -> tuple:
         pl.col("user_agent").alias("ua"),
         pl.col("org_id").alias("org"),
         "model",
-        pl.col("conversation_id").hash(seed=9).alias("conv"),
+        pl.when(pl.col("conversation_id").is_not_null()).then(pl.col("conversation_id").hash(seed=9)).alias("conv"),
         "turn",
         prompt.is_not_null().alias("has_text"),
         # (Null when unknown: no token count, or no prompt text to compare it with.)
@@ -91,12 +98,53 @@ def _meta_exprs() -> tuple:
         (pl.col("top_logprobs").fill_null(0) >= TOP_LOGPROBS_DISTRIBUTION).alias("f_logprobs"),
         pl.col("reasoning_effort").str.to_lowercase().is_in(HIGH_EFFORT).fill_null(False).alias("f_effort"),
         "temperature",
-        pl.col("tool_count").alias("tools"),
+        # Tools offered: the count, or the number of names where only the names are logged.
+        pl.coalesce(pl.col("tool_count"), pl.col("tool_names").list.len()).alias("tools"),
         pl.col("output_tokens").alias("out_tok"),
         pl.col("reasoning_tokens").alias("reason_tok"),
         (pl.col("finish_reason").str.to_lowercase() == "length").fill_null(False).alias("f_trunc"),
         exact.alias("h_exact"),
+        pl.col("message_count").alias("msgs"),
+        # The request carries a tool's result: a step of an agent's loop, not a new task.
+        (pl.col("last_role").str.to_lowercase() == "tool").fill_null(False).alias("f_toolres"),
+        # The model answered with tool calls: the caller's next request continues a loop.
+        ((pl.col("finish_reason").str.to_lowercase() == "tool_calls").fill_null(False)
+         | (pl.col("output_tool_calls").fill_null(0) > 0)).alias("f_toolcall"),
     )
+
+
+_CTX_SEED = 21
+_WEB_HOST = r"^(?:[A-Za-z0-9-]+\.)+(?:com|org|net|io|dev|edu|gov|html?|[a-z]{2})/"
+
+
+def context_hashes(df: pl.DataFrame) -> pl.DataFrame:
+    """``ctx0``, ``ctx1``: the two smallest hashes of the file paths an agent request's prompt
+    names (a bottom-2 sketch of its path set; null when it names none).
+
+    Only agent traffic (tools offered, or a tool result carried) is read, and each distinct
+    prompt once: an agent resends its task at every step of its loop.
+    """
+    n = df.height
+    agent = (pl.coalesce(pl.col("tool_count"), pl.col("tool_names").list.len()).fill_null(0) > 0) | (
+        pl.col("last_role").str.to_lowercase() == "tool").fill_null(False)
+    idx = df.select(agent.alias("a"))["a"].arg_true()
+    out = pl.DataFrame({"ctx0": pl.Series([None] * n, dtype=pl.UInt64), "ctx1": pl.Series([None] * n, dtype=pl.UInt64)})
+    if not idx.len():
+        return out
+    prompts = df["prompt"].gather(idx)
+    uniq = prompts.unique().drop_nulls()
+    if not uniq.len():
+        return out
+    paths = (uniq.str.slice(0, CONTEXT_CHARS).str.extract_all(PATH_TOKEN)
+             # A web address (an issue template's link to the contributing guide) is not a
+             # file of the working copy.
+             .list.eval(pl.element().filter(~pl.element().str.contains(_WEB_HOST))
+                        .str.strip_chars_start("@").str.to_lowercase().hash(seed=_CTX_SEED))
+             .list.unique().list.sort())
+    sk = pl.DataFrame({"prompt": uniq, "ctx0": paths.list.get(0, null_on_oob=True),
+                       "ctx1": paths.list.get(1, null_on_oob=True)})
+    got = pl.DataFrame({"prompt": prompts}).join(sk, on="prompt", how="left", maintain_order="left", nulls_equal=False)
+    return out.with_columns(out["ctx0"].scatter(idx, got["ctx0"]), out["ctx1"].scatter(idx, got["ctx1"]))
 
 
 def exchange_features(batch: pa.RecordBatch | pa.Table, cache: "TextSignalCache | None" = None) -> pl.DataFrame:
@@ -122,7 +170,7 @@ def exchange_features(batch: pa.RecordBatch | pa.Table, cache: "TextSignalCache 
     else:
         first, inverse = _distinct_texts(batch if not isinstance(batch, pl.DataFrame) else texts.to_arrow(), df.height)
         signals = text_signals(texts) if first is None else text_signals(texts[first]).select(pl.all().gather(inverse))
-    return pl.concat([meta, signals], how="horizontal").select(COMPACT_COLUMNS)
+    return pl.concat([meta, signals, context_hashes(df)], how="horizontal").select(COMPACT_COLUMNS)
 
 
 def _distinct_texts(batch, n: int) -> tuple[np.ndarray | None, np.ndarray | None]:

@@ -10,7 +10,10 @@ Marks, per exchange, in the account's event-time order (ties broken by file and 
 the whole log (computed by the caller across buckets, see ``scan``); ``nd`` shares a MinHash band
 with an earlier prompt of the account; ``tpl`` its head or tail frame was already used with a
 different prompt; ``new_hour``/``new_hod`` a new active hour / hour of day; ``dt`` the gap since
-the account's previous exchange.
+the account's previous exchange; ``agent_open`` it is the second request of an agent session
+(tools offered; sessions by ``session_key``): the session is a loop, counted once; ``agent_fresh``
+that session's first request was a task new to the account that names no file the account's
+earlier traffic named (``ctx_seen``): an unrelated task, not more work on the same repository.
 """
 
 from __future__ import annotations
@@ -32,6 +35,24 @@ def _first(*cols: str | pl.Expr) -> pl.Expr:
     return value.is_first_distinct().over("_acct")
 
 
+def _context_seen(m: pl.DataFrame) -> pl.Series:
+    """Row numbers (into ``m``, sorted by account, then time) of the rows naming a file
+    (``ctx0``/``ctx1``) that an earlier exchange of the same account already named."""
+    row = pl.int_range(pl.len(), dtype=pl.UInt32).alias("_row")
+    named = m.select("_acct", row, "ctx0", "ctx1").filter(pl.col("ctx0").is_not_null())
+    if not named.height:
+        return pl.Series("_row", [], dtype=pl.UInt32)
+    long = pl.concat([named.select("_acct", "_row", pl.col(c).alias("_h")) for c in ("ctx0", "ctx1")]).drop_nulls("_h")
+    # Within one row the two hashes differ, so a repeat is always an earlier row's.
+    return long.sort("_row").filter(~pl.struct("_acct", "_h").is_first_distinct()).get_column("_row").unique()
+
+
+def session_key() -> pl.Expr:
+    """What ties an agent loop's requests together: the conversation id where the log has one;
+    otherwise the task prompt itself, which an agent resends at every step of its loop."""
+    return pl.coalesce(pl.col("conv"), pl.col("h_exact"))
+
+
 def mark(df: pl.DataFrame, tick_ms: int) -> pl.DataFrame:
     """Per-exchange marks for one bucket of accounts (input: compact exchange rows)."""
     df = df.sort(["account_id", "ts", "_source", "_line"])
@@ -46,7 +67,7 @@ def mark(df: pl.DataFrame, tick_ms: int) -> pl.DataFrame:
     )
     same_acct = pl.col("_acct") == pl.col("_acct").shift(1)
     use = lambda h: pl.when(pl.col(h).is_null()).then(0).otherwise(pl.col("new_exact").cast(pl.Int32).cum_sum().over(["_acct", h]))  # noqa: E731
-    return df.with_columns(
+    m = df.with_columns(
         (pl.col("b0").is_not_null() & ~(_first("b0") & _first("b1") & _first("b2"))).alias("nd"),
         use("h_pre").alias("pre_use"),
         use("h_suf").alias("suf_use"),
@@ -62,6 +83,43 @@ def mark(df: pl.DataFrame, tick_ms: int) -> pl.DataFrame:
         (pl.col("script") > 0).alias("non_latin"),
         (pl.col("f_reason") | pl.col("f_maxout") | pl.col("f_rubric") | pl.col("f_exam")).alias("extract"),
     )
+    return m.with_columns(agent_sessions(m))
+
+
+def agent_sessions(m: pl.DataFrame) -> list[pl.Series]:
+    """``agent_open`` and ``agent_fresh`` per row of ``m`` (``mark``'s frame, sorted by account,
+    then time). Computed on the requests that offer tools only (a small share of most logs).
+
+    A session counts once, at its second request, and only when that request continues a loop
+    (the first was answered with tool calls, or this one carries a tool result or more than a
+    system and a user message): an app's one-shot calls with tools, even repeated, are no
+    session. The session is fresh when its first request opened a task new to the account that
+    names no file the account named before. Every row read is in the account's past at the
+    second request: no look-ahead.
+    """
+    n = m.height
+    seen = _context_seen(m)
+    key = ["_acct", "_sess"]
+    sub = m.select(
+        pl.int_range(pl.len(), dtype=pl.UInt32).alias("_row"), "_acct", session_key().alias("_sess"),
+        "new_exact", "f_toolres", "f_toolcall", "msgs", "tools",
+    ).filter((pl.col("tools").fill_null(0) > 0) & pl.col("_sess").is_not_null())
+    sub = sub.with_columns(
+        (pl.col("new_exact") & ~pl.col("_row").is_in(seen.implode()) & ~pl.col("f_toolres")).alias("_fresh_row"),
+    ).with_columns(
+        ((pl.int_range(pl.len()).over(key) == 1)
+         & (pl.col("f_toolcall").shift(1).over(key).fill_null(False) | pl.col("f_toolres")
+            | (pl.col("msgs").fill_null(0) > 2))).alias("_open"),
+        pl.col("_fresh_row").first().over(key).alias("_sess_fresh"),
+    ).filter("_open")
+    opened = pl.Series("agent_open", [False] * n)
+    fresh = pl.Series("agent_fresh", [False] * n)
+    if sub.height:
+        opened = opened.scatter(sub["_row"], True)
+        rows = sub.filter("_sess_fresh")["_row"]
+        if rows.len():
+            fresh = fresh.scatter(rows, True)
+    return [opened, fresh]
 
 
 def single_turn() -> pl.Expr:
@@ -113,6 +171,8 @@ def tick_sums(m: pl.DataFrame) -> pl.DataFrame:
         _i(pl.col("has_tools")).alias("tools"),
         # An agent's tool loop resends the same user request at every step: one task, not many.
         _i(pl.col("has_tools") & ~pl.col("new_exact") & pl.col("h_exact").is_not_null()).alias("tool_repeat"),
+        _i(pl.col("agent_open")).alias("agent_open"),
+        _i(pl.col("agent_fresh")).alias("agent_fresh"),
         _i(pl.col("non_latin")).alias("lang"),
         pl.col("out_tok").fill_null(0).cast(pl.Float64).sum().alias("out_tok"),
         pl.col("dt").count().cast(pl.Float64).alias("dt_n"),

@@ -18,6 +18,8 @@ num   any integer or floating type; finite only     decimal / exponent notation,
 bool  bool                                          true/false (any case), 1/0
 ts    RFC 3339 text, integer epoch ms, integral     RFC 3339 text or integer epoch ms
       float, Arrow timestamp (naive = UTC)
+strs  list / large list of string (no null          a JSON array of strings, e.g.
+      element), list of dictionary of string        ``["bash","read_file"]``
 ===== ============================================ =========================================
 """
 
@@ -94,6 +96,8 @@ def coerce_typed(kind: str, arr: pa.Array) -> tuple[pa.Array, np.ndarray]:
         return pa.nulls(n, pa.string()), present
     if kind == "bool":
         return (arr, none) if pa.types.is_boolean(t) else (pa.nulls(n, pa.bool_()), present)
+    if kind == "strs":
+        return _strs_typed(arr, present)
     if kind == "num":
         if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
             vals = arr.cast(pa.float64(), safe=False)
@@ -113,7 +117,70 @@ def coerce_typed(kind: str, arr: pa.Array) -> tuple[pa.Array, np.ndarray]:
 
 
 def _target(kind: str) -> pa.DataType:
-    return {"str": pa.string(), "int": pa.int64(), "num": pa.float64(), "bool": pa.bool_(), "ts": pa.string()}[kind]
+    return {"str": pa.string(), "int": pa.int64(), "num": pa.float64(), "bool": pa.bool_(), "ts": pa.string(),
+            "strs": _STRS}[kind]
+
+
+_STRS = pa.list_(pa.string())
+
+
+def null_elements(arr) -> np.ndarray:
+    """Rows of a list column holding a null element (a type error: names are strings)."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    n = len(arr)
+    if arr.null_count == n:
+        return np.zeros(n, bool)
+    flat_null = _np_bool(pc.list_flatten(arr).is_null())
+    out = np.zeros(n, bool)
+    if flat_null.any():
+        out[_np_bool_idx(pc.list_parent_indices(arr))[flat_null]] = True
+    return out
+
+
+def _np_bool_idx(arr) -> np.ndarray:
+    return arr.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+
+
+def _strs_typed(arr: pa.Array, present: np.ndarray) -> tuple[pa.Array, np.ndarray]:
+    """A list column -> list<string>; other value types and null elements are type errors."""
+    n = len(arr)
+    t = arr.type
+    if not (pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_list_view(t)):
+        return pa.nulls(n, _STRS), present
+    vt = t.value_type
+    if pa.types.is_dictionary(vt):
+        vt = vt.value_type
+    if not (pa.types.is_string(vt) or pa.types.is_large_string(vt) or pa.types.is_string_view(vt)):
+        return pa.nulls(n, _STRS), present
+    try:
+        vals = arr.cast(_STRS)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # e.g. over 2 GiB of names in one batch
+        return pa.nulls(n, _STRS), present
+    bad = null_elements(vals)
+    return _mask(vals, bad), bad
+
+
+def _strs_text(arr: pa.Array, present: np.ndarray) -> tuple[pa.Array, np.ndarray]:
+    """CSV cells holding JSON arrays of strings -> list<string>.
+
+    An agent's tool set repeats on every request, so each distinct cell is decoded once.
+    """
+    n = len(arr)
+    uniq = pc.unique(arr.drop_null())
+    parsed: list = []
+    for text in uniq.to_pylist():
+        try:
+            v = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            v = None
+        parsed.append(v if type(v) is list and all(type(x) is str for x in v) else None)
+    ok_uniq = pa.array([v is not None for v in parsed], pa.bool_())
+    idx = pc.index_in(arr, value_set=uniq)
+    vals = pa.array(parsed, _STRS).take(idx)
+    ok = _np_bool(pc.fill_null(ok_uniq.take(idx), False))
+    bad = present & ~ok
+    return _mask(vals, bad), bad
 
 
 def _mask(arr: pa.Array, bad: np.ndarray) -> pa.Array:
@@ -160,6 +227,8 @@ def coerce_text(kind: str, arr: pa.Array) -> tuple[pa.Array, np.ndarray]:
     none = np.zeros(n, bool)
     if kind == "str":
         return arr, none
+    if kind == "strs":
+        return _strs_text(arr, present)
     if kind == "bool":
         low = pc.utf8_lower(pc.utf8_trim_whitespace(arr))
         is_t = _np_bool(pc.fill_null(pc.is_in(low, pa.array(_TRUE)), False))

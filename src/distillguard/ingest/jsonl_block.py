@@ -14,7 +14,7 @@ module gets the same answer several times faster on clean input:
    to the reference validator (within a re-parse budget, so input that is bad all over
    costs no more than about four parses plus the slow path);
 3. rows Arrow accepted but that break a rule Arrow does not know (missing or empty required
-   field, bad timestamp, non-finite number) are re-run through the reference validator,
+   field, bad timestamp, non-finite number, a null inside a string array) are re-run through the reference validator,
    so reason codes are always the reference ones.
 
 Two per-file adaptations keep common encodings on the fast path: a timestamp field may be
@@ -36,13 +36,15 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 
 from ..schema import EVENT_SCHEMA, FIELD_KINDS, LINE_COL, SOURCE_COL
+from .columnar import null_elements
 from .records import MAX_DEPTH, MAX_LINE_BYTES, BlockResult, validate_lines
 from .timestamps import parse_ts_column, parse_ts_column_repeated
 
-_ARROW_TYPES = {"str": pa.string(), "int": pa.int64(), "num": pa.float64(), "bool": pa.bool_()}
+_ARROW_TYPES = {"str": pa.string(), "int": pa.int64(), "num": pa.float64(), "bool": pa.bool_(), "strs": pa.list_(pa.string())}
 _TS_FIELDS = tuple(n for n, k in FIELD_KINDS.items() if k == "ts")
 _NUM_FIELDS = tuple(n for n, k in FIELD_KINDS.items() if k == "num")
 _INT_FIELDS = tuple(n for n, k in FIELD_KINDS.items() if k == "int")
+_STRS_FIELDS = tuple(n for n, k in FIELD_KINDS.items() if k == "strs")
 _REQ_STR_FIELDS = ("request_id", "account_id")
 _REPEATED_TS = ("account_created_at",)  # the same few values on every exchange of an account
 _TS_FLIP = re.compile(r"Column\(/(\w+)\) changed from (?:string to number|number to string)")
@@ -307,6 +309,8 @@ def _conform(table: pa.Table, line_numbers: np.ndarray, source_index: int):
         cols[name] = ms
         suspect |= _np(invalid)
     suspect |= _np(cols["ts"].is_null())
+    for name in _STRS_FIELDS:
+        suspect |= null_elements(cols[name])
     for name in _NUM_FIELDS:
         col = cols[name]
         if col.null_count < n:

@@ -11,7 +11,8 @@ quarantine reason:
 2. each listed field in :data:`~distillguard.schema.FIELD_KINDS` order:
    ``missing:F`` (required field absent or null), ``type:F`` (wrong JSON type; booleans are
    not numbers, an integer field accepts an integral float such as ``2.0``, numbers must be
-   finite, integers must fit in int64), ``empty:F`` (required string is ``""``);
+   finite, integers must fit in int64, a string-array field takes an array whose every
+   element is a string), ``empty:F`` (required string is ``""``);
 3. timestamps (vectorised, after the per-record pass): ``bad_ts:ts`` then
    ``bad_ts:account_created_at`` (not RFC 3339 with offset / out of range).
 
@@ -181,6 +182,9 @@ def check_object(obj: dict) -> tuple[list | None, str | None]:
                 v = float(v)
             else:
                 return None, "type:" + name
+        elif kind == "strs":
+            if tv is not list or not all(type(x) is str for x in v):
+                return None, "type:" + name
         elif tv is not bool:  # kind == "bool"
             return None, "type:" + name
         append(v)
@@ -302,6 +306,9 @@ def _encodable(values: list) -> bool:
         for v in values:
             if type(v) is str:
                 v.encode("utf-8")
+            elif type(v) is list:
+                for x in v:
+                    x.encode("utf-8")
     except UnicodeEncodeError:
         return False
     return True

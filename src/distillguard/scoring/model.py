@@ -40,6 +40,9 @@ SIGNS = {
     "young": 1, "lang_spread": None, "tools_share": -1, "extract_share": 1,
     "log_extract": 1, "global_novelty": None, "text_share": None, "fmt_share": -1, "trace_share": 1,
     "log_trace": None, "log_gap": None,
+    # Session-level agent evidence is left to the reviewed rule (dg-011): too few agent
+    # harvesters in any training log to weigh it against real coding agents.
+    "agent_fresh_share": None, "log_agent_fresh": None, "day_hours": None,
 }
 
 

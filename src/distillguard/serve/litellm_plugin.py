@@ -206,6 +206,26 @@ def _text(content: Any) -> str | None:
     return None
 
 
+def _tool_names(tools: Any) -> list[str] | None:
+    """Names of the offered tools (OpenAI ``{"function": {"name"}}`` or flat ``{"name"}``), or
+    None when any lacks a string name: an unknown list is left out, not logged wrong."""
+    if not isinstance(tools, list):
+        return None
+    names = []
+    for t in tools:
+        fn = t.get("function") if isinstance(t, dict) else None
+        name = fn.get("name") if isinstance(fn, dict) else (t.get("name") if isinstance(t, dict) else None)
+        if not isinstance(name, str):
+            return None
+        names.append(name)
+    return names
+
+
+def _tool_calls(choice: Any) -> int | None:
+    calls = _get(_get(choice, "message"), "tool_calls")
+    return len(calls) if isinstance(calls, list) else (0 if _get(choice, "message") is not None else None)
+
+
 def exchange_record(kwargs: dict, response_obj: Any, start_time: Any, end_time: Any, *, ok: bool,
                     account_source: str = "auto", keep_prompt: bool = True) -> dict:
     """The events.md record of one LiteLLM call."""
@@ -250,6 +270,10 @@ def exchange_record(kwargs: dict, response_obj: Any, start_time: Any, end_time: 
         "stream": op.get("stream", kwargs.get("stream")), "logprobs": op.get("logprobs"), "top_logprobs": op.get("top_logprobs"),
         "reasoning_effort": op.get("reasoning_effort"),
         "tool_count": len(op["tools"]) if isinstance(op.get("tools"), list) else None,
+        "tool_names": _tool_names(op.get("tools")),
+        "message_count": len(messages) if isinstance(messages, list) else None,
+        "last_role": messages[-1].get("role") if isinstance(messages, list) and messages and isinstance(messages[-1], dict) else None,
+        "output_tool_calls": _tool_calls(choices[0]) if ok and choices else None,
         "system_prompt": system if keep_prompt else None,
         "prompt": prompt if keep_prompt else None,
         "status": 200 if ok else int(getattr(exc, "status_code", 500) or 500),
@@ -273,6 +297,8 @@ def exchange_record(kwargs: dict, response_obj: Any, start_time: Any, end_time: 
     for k in ("stream", "logprobs"):
         if rec.get(k) is not None and not isinstance(rec[k], bool):
             rec[k] = None
+    if not isinstance(rec.get("last_role"), str):
+        rec["last_role"] = None
     return {k: v for k, v in rec.items() if v is not None}
 
 

@@ -18,6 +18,10 @@ record field                          span
 ``temperature`` ``top_p`` ``n``       ``gen_ai.request.temperature`` / ``.top_p`` / ``.choice.count``
 ``max_tokens`` ``seed`` ``stream``    ``gen_ai.request.max_tokens`` / ``.seed`` / ``.stream``
 ``tool_count``                        number of ``gen_ai.tool.definitions``
+``tool_names``                        ``name`` of each ``gen_ai.tool.definitions`` entry
+``message_count``                     length of ``gen_ai.input.messages``
+``last_role``                         role of the last entry of ``gen_ai.input.messages``
+``output_tool_calls``                 tool-call parts of ``gen_ai.output.messages``
 ``system_prompt``                     text parts of ``gen_ai.system_instructions``
 ``prompt``                            text of the last user message of ``gen_ai.input.messages``
 ``conversation_id``                   ``gen_ai.conversation.id``
@@ -166,8 +170,23 @@ def span_to_record(span: dict, resource: dict[str, Any]) -> dict | None:
         if k in attrs and attrs[k] is not None and field not in rec:
             rec[field] = attrs[k]
     tools = _structured(attrs.get("gen_ai.tool.definitions"))
-    if isinstance(tools, list) and "tool_count" not in rec:
-        rec["tool_count"] = len(tools)
+    if isinstance(tools, list):
+        if "tool_count" not in rec:
+            rec["tool_count"] = len(tools)
+        names = [t.get("name") if isinstance(t, dict) else None for t in tools]
+        if "tool_names" not in rec and all(isinstance(x, str) for x in names):  # else unknown, not wrong
+            rec["tool_names"] = names
+    messages = _structured(attrs.get("gen_ai.input.messages"))
+    if isinstance(messages, list):
+        if "message_count" not in rec:
+            rec["message_count"] = len(messages)
+        if "last_role" not in rec and messages and isinstance(messages[-1], dict):
+            rec["last_role"] = messages[-1].get("role")
+    outputs = _structured(attrs.get("gen_ai.output.messages"))
+    if isinstance(outputs, list) and "output_tool_calls" not in rec:
+        rec["output_tool_calls"] = sum(
+            1 for m in outputs if isinstance(m, dict)
+            for p in (m.get("parts") or []) if isinstance(p, dict) and p.get("type") == "tool_call")
     if "system_prompt" not in rec and attrs.get("gen_ai.system_instructions") is not None:
         t = _text_of(_structured(attrs["gen_ai.system_instructions"]))
         if t is not None:

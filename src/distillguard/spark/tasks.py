@@ -21,7 +21,7 @@ from ..schema import EVENT_SCHEMA
 
 # Spark has no unsigned integers: 64-bit hashes travel as their signed bit pattern, the script
 # code as a short, and are restored before ``account_ticks`` (so the keys are identical).
-_U64 = ("conv", "h_exact", "h_pre", "h_suf", "b0", "b1", "b2")
+_U64 = ("conv", "h_exact", "h_pre", "h_suf", "b0", "b1", "b2", "ctx0", "ctx1")
 _U8 = ("script",)
 _ARROW_TYPES = {pa.large_string(): pa.string(), pa.string_view(): pa.string(), pa.uint64(): pa.int64(), pa.uint8(): pa.int16()}
 KIND_TICK, KIND_LINK, KIND_ATTR = 0, 1, 2
