@@ -157,7 +157,7 @@ def scan(
     coalition_key: Optional[Path] = typer.Option(None, "--coalition-key", help="Coalition HMAC key file (default $DG_COALITION_KEY)."),
     provider: Optional[str] = typer.Option(None, help="This provider's name in sightings."),
     max_event_age_days: float = typer.Option(3660.0, help="Plausible event time: oldest accepted, in days before now (older: ts_out_of_range)."),
-    max_clock_skew_minutes: float = typer.Option(1440.0, help="Plausible event time: newest accepted, in minutes after now."),
+    max_clock_skew_minutes: float = typer.Option(527040.0, help="Plausible event time: newest accepted, in minutes after now (default a year: logs from other clocks)."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Scan logs and write accounts.csv, clusters.csv, quarantine.jsonl and summary.json.
@@ -321,7 +321,7 @@ def demo(
     console.rule("2/3 scan")
     scan([str(sim_dir / "events.jsonl")], out=scan_dir, rules=None, model=None, policy=None, tick_seconds=60.0,
          memory_limit="1GB", workdir=None, engine="local", spark_master=None, indicators=None, coalition_key=None,
-         provider=None, max_event_age_days=3660.0, max_clock_skew_minutes=1440.0, quiet=False)
+         provider=None, max_event_age_days=3660.0, max_clock_skew_minutes=527040.0, quiet=False)
     console.rule("3/3 evaluate")
     evaluate(sim_dir / "labels.csv", scan_dir, events=[str(sim_dir / "events.jsonl")], out=None)
     console.print(f"demo finished in {time.time() - t0:.0f} s", markup=False)

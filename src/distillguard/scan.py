@@ -37,8 +37,8 @@ def scan(inputs: Sequence[str], out_dir: str | Path, *, rules_dir: str | Path | 
     out_dir : where accounts.csv, clusters.csv, quarantine.jsonl and summary.json go.
     rules_dir, model_path, policy_path : override the packaged rules, model and default policy.
     memory_limit : DuckDB's memory limit; past it, sorting and aggregation spill to ``workdir``.
-    event_window : plausible event time (default ``EventTimeWindow()``: ten years before now to a
-        day after); records outside it are quarantined as ``ts_out_of_range``.
+    event_window : plausible event time (default ``EventTimeWindow.for_scan()``: ten years before now to a
+        year after); records outside it are quarantined as ``ts_out_of_range``.
 
     Returns
     -------
@@ -71,7 +71,7 @@ def scan(inputs: Sequence[str], out_dir: str | Path, *, rules_dir: str | Path | 
                 bar.update(rep_task, visible=True, completed=100 * frac, description=name)
 
             prep = prepare(paths, spill, q, stats, tick_ms=cfg.tick_ms, memory_limit=memory_limit,
-                           window=(event_window or EventTimeWindow()).pinned(),
+                           window=(event_window or EventTimeWindow.for_scan()).pinned(),
                            read_progress=lambda nb: bar.advance(read_task, nb), stage_progress=lambda s, f: stage(s, 0.3 * f))
             if prep.valid:
                 acc, clusters = replay(prep.tick_parts, prep.links, prep.attrs, model, rules, policy, cfg,

@@ -216,6 +216,13 @@ def _days_from_civil(y: np.ndarray, m: np.ndarray, d: np.ndarray) -> np.ndarray:
 DAY_MS = 86_400_000
 
 
+# A batch scan reads archives and logs made elsewhere (other clocks, generated test traffic), so
+# it accepts events up to a year ahead of its own clock; the service, which sees events as they
+# arrive, keeps the window's one-day default. Neither widens the replay's cost: it walks active
+# epochs only.
+SCAN_MAX_SKEW_MINUTES = 366 * 1440.0
+
+
 @dataclass(frozen=True)
 class EventTimeWindow:
     """Policy bounds on event time: the plausible window is ``[now - max_age, now + max_skew]``.
@@ -248,6 +255,11 @@ class EventTimeWindow:
             raise ValueError("max_age_days must be a positive number of days")
         if not (math.isfinite(self.max_skew_minutes) and self.max_skew_minutes >= 0):
             raise ValueError("max_skew_minutes must be a non-negative number of minutes")
+
+    @classmethod
+    def for_scan(cls, max_age_days: float = 3660.0, max_skew_minutes: float = SCAN_MAX_SKEW_MINUTES) -> "EventTimeWindow":
+        """The batch scan's default window: ten years back, a year ahead of this machine's clock."""
+        return cls(max_age_days, max_skew_minutes)
 
     def pinned(self) -> "EventTimeWindow":
         """This window with ``now`` fixed to the current time (one run, one window: every batch

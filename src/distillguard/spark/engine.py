@@ -157,7 +157,7 @@ def run_spark_scan(inputs: Sequence[str], out_dir: str | Path, *, master: str | 
         cschema = compact_schema()
         files = spark.createDataFrame([(i, p) for i, p in enumerate(paths)], "idx int, path string")
         files = files.repartitionByRange(max(1, len(paths)), "idx")  # one file per task
-        window = (event_window or EventTimeWindow()).pinned()
+        window = (event_window or EventTimeWindow.for_scan()).pinned()
         ex = files.mapInArrow(ingest_files(cschema, window), _struct(cschema)).persist()
         metas = sorted((r["_source"], json.loads(r["_q"])) for r in ex.filter(F.col("_q").isNotNull()).select("_source", "_q").collect())
         tm["ingest"] = time.time() - t0 - tm["session"]
