@@ -153,6 +153,10 @@ def _register_subapps() -> None:
         app.add_typer(share_app, name="share", help="Coalition exchange: STIX 2.1 indicators over TAXII 2.1.")
     from .serve.cli import serve as serve_cmd  # light import; exits with a clear message without the extra
 
+    from .provenance.cli import provenance_app  # proof of distillation (docs/provenance.md)
+
+    app.add_typer(provenance_app, name="provenance", help="Proof of distillation: test texts or a suspect model for our marks.")
+
     app.command("serve")(serve_cmd)
     try:
         from .console import cli as console_cli

@@ -89,3 +89,19 @@ def hit_p_value(text: str, canary: Canary) -> float | None:
         return None
     windows = max(1, len(norm.split(" ")) - RESPONSE_WORDS + 1)
     return min(1.0, windows / RESPONSE_SPACE)
+
+
+def find_canaries(texts: list[str], canaries: list[Canary]) -> list[dict]:
+    """The canaries whose response occurs in any of ``texts``: one Aho-Corasick pass over all texts
+    for all responses (Polars). p-values are Bonferroni-adjusted for the number of canaries tried
+    and summed over the texts' word windows (the union bound of :func:`hit_p_value`)."""
+    import polars as pl
+
+    if not texts or not canaries:
+        return []
+    by_resp = {c.response: c for c in canaries}
+    s = pl.Series("t", texts, dtype=pl.String).str.to_lowercase().str.replace_all(r"\s+", " ")
+    hits = s.str.extract_many(list(by_resp)).explode().drop_nulls().unique().to_list()
+    windows = int(s.str.count_matches(" ").sum() or 0) + len(texts)
+    p = min(1.0, windows / RESPONSE_SPACE * len(canaries))
+    return [{"account_id": by_resp[h].account, "mark_id": by_resp[h].mark_id, "p_value": p} for h in sorted(hits)]
