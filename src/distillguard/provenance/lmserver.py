@@ -114,3 +114,35 @@ def create_lm_app(model: BigramLM, name: str, *, mark_keys: Any = None, gamma: f
                           "completion_tokens_details": {"reasoning_tokens": req.n * n_rsn}}}
 
     return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m distillguard.provenance.lmserver``: serve a bigram LM trained on the corpora now.
+
+    With a mark key (``$DG_MARK_KEY``) it decodes with the watermark for requests that carry the
+    ``x-distillguard-watermark`` header naming that key: a stand-in for a provider's model server."""
+    import argparse
+    import os
+
+    import uvicorn
+
+    from .experiment import load_corpus
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--name", default="bigram-teacher")
+    ap.add_argument("--vocab", type=int, default=1000)
+    ap.add_argument("--corpus-limit", type=int, default=3000)
+    a = ap.parse_args(argv)
+    texts, _, _ = load_corpus(a.corpus_limit)
+    ring = None
+    if os.environ.get("DG_MARK_KEY"):
+        from .keys import load_mark_keys
+
+        ring = load_mark_keys()
+    uvicorn.run(create_lm_app(BigramLM.fit(texts, a.vocab), a.name, mark_keys=ring), host=a.host, port=a.port, log_level="warning")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

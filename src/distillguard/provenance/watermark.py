@@ -71,6 +71,11 @@ def _mix(x: np.ndarray) -> np.ndarray:
         return x ^ (x >> _S31)
 
 
+def _pair_key(prev: np.ndarray, tok: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        return _mix(prev * _M1 + _mix(tok))
+
+
 class GreenList:
     """Which (previous token, token) pairs are green under a key.
 
@@ -179,17 +184,15 @@ def score_pairs(prev: np.ndarray, tok: np.ndarray, green: GreenList, *, dedup: b
     prev = np.asarray(prev, dtype=np.uint64)
     tok = np.asarray(tok, dtype=np.uint64)
     n_tok = len(tok)
-    pairs = np.stack([prev, tok], axis=1) if n_tok else np.zeros((0, 2), dtype=np.uint64)
     if dedup and n_tok:
-        pairs = np.unique(pairs, axis=0)
-    if exclude is not None and len(exclude) and len(pairs):
-        ex = np.unique(np.asarray(exclude, dtype=np.uint64), axis=0)
-        both = np.concatenate([pairs, ex])
-        _, idx, counts = np.unique(both, axis=0, return_index=True, return_counts=True)
-        keep = np.zeros(len(pairs), dtype=bool)
-        sel = idx[(counts == 1) & (idx < len(pairs))]
-        keep[sel] = True
-        pairs = pairs[keep]
+        # One 64-bit key per pair (a collision of two distinct pairs has probability ~n^2 / 2^65).
+        _, first = np.unique(_pair_key(prev, tok), return_index=True)
+        prev, tok = prev[first], tok[first]
+    if exclude is not None and len(exclude) and len(prev):
+        ex = np.asarray(exclude, dtype=np.uint64)
+        keep = ~np.isin(_pair_key(prev, tok), _pair_key(ex[:, 0], ex[:, 1]))
+        prev, tok = prev[keep], tok[keep]
+    pairs = np.stack([prev, tok], axis=1)
     g = int(green.is_green(pairs[:, 0], pairs[:, 1]).sum()) if len(pairs) else 0
     return WatermarkTest(n_tok, len(pairs), g, green.gamma, binomial_p(g, len(pairs), green.gamma))
 
