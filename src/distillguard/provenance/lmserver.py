@@ -108,7 +108,7 @@ def create_lm_app(model: BigramLM, name: str, *, mark_keys: Any = None, gamma: f
                 ch["logprobs"] = {"content": items}
             choices.append(ch)
         n_out = req.n * (n_ans + n_rsn)
-        return {"id": f"chatcmpl-{xxhash.xxh64_hexdigest(f'{prompt}{time.time_ns()}')}", "object": "chat.completion",
+        return {"id": f"chatcmpl-{xxhash.xxh64_hexdigest(f'{prompt}{time.time_ns()}'.encode())}", "object": "chat.completion",
                 "created": int(time.time()), "model": name, "choices": choices,
                 "usage": {"prompt_tokens": len(prompt.split()), "completion_tokens": n_out, "total_tokens": len(prompt.split()) + n_out,
                           "completion_tokens_details": {"reasoning_tokens": req.n * n_rsn}}}
