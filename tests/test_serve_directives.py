@@ -179,6 +179,7 @@ def test_plugin_marks_and_records_evidence(tmp_path, monkeypatch):
     assert content.startswith("Final: 42.") and content.endswith(can.tag())
     assert "reasoning_content" not in r["choices"][0]["message"]
     assert any(c.startswith("canary") for c in changes)
+    assert g.marker.evidence.flush()  # entries are written off the request path
     entries = read_entries(ev)
     assert [(e["mark"], e["account"], e["request_id"]) for e in entries] == [("watermark", "acct-x", "req-1"), ("canary", "acct-x", "req-1")]
     assert entries[1]["mark_id"] == can.mark_id and verify(ev).ok
@@ -187,4 +188,5 @@ def test_plugin_marks_and_records_evidence(tmp_path, monkeypatch):
     r = _openai_response()
     would = g.apply_response("acct-y", "req-2", sh, r)
     assert r == _openai_response() and would and g.shadow_records[-1]["account_id"] == "acct-y"
+    g.marker.evidence.close()
     assert len(read_entries(ev)) == 2

@@ -387,7 +387,9 @@ def test_real_litellm_proxy_applies_the_ladder(tmp_path_factory, tmp_path):
             full = wm["choices"][0]["message"]["reasoning_content"]  # low effort: shorter than the monitored account's
             assert len(full) < len(plain["choices"][0]["message"]["reasoning_content"])
             assert len(full) > 16 and m["reasoning_content"] == full[:16].rstrip() + " […]"  # then shortened by the post-call hook
-            entries = read_entries(evidence)
+            deadline = time.monotonic() + 10  # the proxy writes evidence off the request path
+            while len(entries := read_entries(evidence) if evidence.exists() else []) < 2 and time.monotonic() < deadline:
+                time.sleep(0.1)
             assert {(e["account"], e["mark"]) for e in entries} == {(flagged, "canary"), (flagged, "watermark")}
             assert all(monitored != e["account"] for e in entries) and verify(evidence).ok
             assert all("cell" not in str(e) for e in entries)  # no prompt text in the evidence

@@ -10,7 +10,9 @@ pass it back as ``expect_head`` to detect that as well.
 
 Appends take an exclusive ``flock`` on the file and read the head from its tail, so several
 gateway workers can share one log. Entries are flushed to the OS per append (not fsync'd: a
-power loss may drop the last entries, never corrupt earlier ones).
+power loss may drop the last entries, never corrupt earlier ones). On a request path use
+:class:`EvidenceWriter`: it timestamps the entry at once and appends it from a background thread,
+so a slow disk never delays a response (bench/bench_response_hook.py).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import fcntl
 import hashlib
 import json
 import os
+import queue
 import threading
 import time
 from dataclasses import dataclass
@@ -79,6 +82,51 @@ class EvidenceLog:
 
     def close(self) -> None:
         self._f.close()
+
+
+class EvidenceWriter:
+    """Appends entries to an :class:`EvidenceLog` from a background thread, in submission order."""
+
+    def __init__(self, path: str | Path):
+        self.log = EvidenceLog(path)
+        self._q: queue.SimpleQueue = queue.SimpleQueue()
+        self._pending = 0
+        self._cv = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name="distillguard-evidence", daemon=True)
+        self._thread.start()
+
+    def submit(self, **entry) -> None:
+        """Queue one entry (``account``, ``request_id``, ``mark``, ``mark_id``, ``key_id``); time is now."""
+        entry.setdefault("ts_ms", int(time.time() * 1000))
+        with self._cv:
+            self._pending += 1
+        self._q.put(entry)
+
+    def _run(self) -> None:
+        while True:
+            e = self._q.get()
+            if e is None:
+                return
+            try:
+                self.log.append(**e)
+            except Exception:  # pragma: no cover - a full disk must not kill the gateway; logged
+                import logging
+
+                logging.getLogger("distillguard.evidence").exception("evidence entry not written: %s", e.get("mark_id"))
+            with self._cv:
+                self._pending -= 1
+                self._cv.notify_all()
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every submitted entry is written; False on timeout."""
+        with self._cv:
+            return self._cv.wait_for(lambda: self._pending == 0, timeout)
+
+    def close(self) -> None:
+        self.flush()
+        self._q.put(None)
+        self._thread.join(timeout=10)
+        self.log.close()
 
 
 @dataclass

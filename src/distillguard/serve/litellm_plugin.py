@@ -47,7 +47,7 @@ import orjson
 
 from ..provenance.canary import Canary, canary_for, weave
 from ..provenance.canary import selected as canary_selected
-from ..provenance.evidence import EvidenceLog
+from ..provenance.evidence import EvidenceWriter
 from ..provenance.keys import load_mark_keys
 from .shaping import append_to_answer, shape_request, shape_response
 
@@ -257,7 +257,7 @@ class DistillGuardGuardrail(_GuardBase):
 class Marker:
     """Weaves canaries and records every mark served (needs the mark key and an evidence log)."""
 
-    def __init__(self, key: bytes, key_id: str, evidence: EvidenceLog):
+    def __init__(self, key: bytes, key_id: str, evidence: EvidenceWriter):
         self.key, self.key_id, self.evidence = key, key_id, evidence
         self._canaries: dict[str, Canary] = {}
 
@@ -271,7 +271,7 @@ class Marker:
         if ring is None or not path:
             log.warning("distillguard: no mark key or evidence log configured: responses are shaped, never marked")
             return None
-        return cls(ring.key(), ring.active, EvidenceLog(path))
+        return cls(ring.key(), ring.active, EvidenceWriter(path))
 
     def canary(self, account: str) -> Canary:
         c = self._canaries.get(account)
@@ -284,13 +284,13 @@ class Marker:
     def mark(self, account: str, request_id: str, mark: dict, response: Any, *, watermarked: bool = False) -> list[str]:
         out = []
         if watermarked:
-            self.evidence.append(account=account, request_id=request_id, mark="watermark", mark_id=f"wm-{self.key_id}", key_id=self.key_id)
+            self.evidence.submit(account=account, request_id=request_id, mark="watermark", mark_id=f"wm-{self.key_id}", key_id=self.key_id)
             out.append("watermark requested")
         rate = float(mark.get("canary_rate") or 0.0)
         if rate > 0 and request_id and canary_selected(self.key, request_id, rate):
             c = self.canary(account)
             if append_to_answer(response, lambda text: weave(text, c)):
-                self.evidence.append(account=account, request_id=request_id, mark="canary", mark_id=c.mark_id, key_id=self.key_id)
+                self.evidence.submit(account=account, request_id=request_id, mark="canary", mark_id=c.mark_id, key_id=self.key_id)
                 out.append(f"canary {c.mark_id}")
         return out
 
