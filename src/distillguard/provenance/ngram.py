@@ -56,20 +56,25 @@ class BigramLM:
     def size(self) -> int:
         return len(self.vocab)
 
-    def ids(self, tokens: Sequence[str]) -> np.ndarray:
+    def ids(self, tokens: Sequence[str] | pl.Series) -> np.ndarray:
         """Token ids (-1 for tokens outside the vocabulary)."""
-        if not hasattr(self, "_index"):
-            self._index = {t: i for i, t in enumerate(self.vocab.tolist())}
-        return np.fromiter((self._index.get(t, -1) for t in tokens), dtype=np.int64, count=len(tokens))
+        if not hasattr(self, "_vocab_s"):
+            self._vocab_s = pl.Series("t", self.vocab.tolist(), dtype=pl.String)
+        s = tokens if isinstance(tokens, pl.Series) else pl.Series("t", list(tokens), dtype=pl.String)
+        return s.replace_strict(self._vocab_s, pl.int_range(self.size, eager=True), default=-1, return_dtype=pl.Int64).to_numpy()
 
     def start_ids(self, prompts: Sequence[str], rng: np.random.Generator) -> np.ndarray:
         """Each prompt's last in-vocabulary token (a unigram draw when it has none)."""
-        out = np.empty(len(prompts), dtype=np.int64)
         uni = np.exp(self.logp.astype(np.float64)).mean(axis=0)
-        for i, toks in enumerate(tokenize_many(prompts).to_list()):
-            ids = self.ids(toks or [])
-            ids = ids[ids >= 0]
-            out[i] = ids[-1] if len(ids) else rng.choice(self.size, p=uni / uni.sum())
+        out = rng.choice(self.size, size=len(prompts), p=uni / uni.sum())
+        toks = pl.DataFrame({"t": tokenize_many(prompts)}).with_row_index("row").explode("t").drop_nulls("t")
+        if toks.height:
+            ids = self.ids(toks["t"])
+            rows = toks["row"].to_numpy().astype(np.int64)
+            ok = ids >= 0
+            r, i = rows[ok][::-1], ids[ok][::-1]
+            last_rows, first = np.unique(r, return_index=True)  # first in reverse = each row's last known token
+            out[last_rows] = i[first]
         return out
 
     def cdf(self, processor: WatermarkLogitsProcessor | None = None, temperature: float = 1.0) -> np.ndarray:
