@@ -172,7 +172,7 @@ def test_marked_text_is_detected_and_dedup_counts_pairs_once():
     assert tokenize("Hello, World!") == ["hello", ",", "world", "!"]
 
 
-# -- the experiment (reduced config; the full one is in docs/provenance.md) -------------------------
+# -- the experiment (CI-sized; the full run is in docs/provenance.md) ------------------------------
 
 @pytest.fixture(scope="module")
 def small_experiment():
@@ -182,12 +182,13 @@ def small_experiment():
 def test_experiment_power_controls_and_canaries(small_experiment):
     r = small_experiment
     by = {s["share"]: s for s in r["students"]}
-    assert by[0.05]["api"]["p_value"] < 1e-3 and by[0.05]["reading"]["p_value"] < 1e-3
+    assert by[0.05]["api"]["p_value"] < 1e-3  # API mode: the probe's view of the student
     assert by[1.0]["api"]["p_value"] < 1e-9 and by[1.0]["reading"]["p_value"] < 1e-9
     fpr = r["controls"]["false_positive_rate"]
-    assert r["controls"]["runs"] == 20
+    assert r["controls"]["runs"] == 12
     assert fpr["api"]["0.001"] == 0.0 and fpr["reading"]["0.001"] == 0.0
-    assert fpr["api"]["0.05"] <= 0.15 and fpr["reading"]["0.05"] <= 0.15  # 20 runs: nominal 0.05 plus noise
+    assert fpr["api"]["0.05"] <= 2 / 12 and fpr["reading"]["0.05"] <= 2 / 12  # 12 runs: nominal 0.05 plus noise
+    assert fpr["api_no_dedup"]["0.001"] > fpr["api"]["0.001"]  # why the test de-duplicates
     # Canary hits name exactly the harvesting accounts; never the bystander, never in controls.
     cfg = r["config"]
     for s in r["students"]:
