@@ -187,10 +187,6 @@ class Rung:
                    reasoning_chars=int(d.get("reasoning_chars", 400)), canary_rate=float(d.get("canary_rate", 0.0)),
                    watermark=bool(d.get("watermark", False)), block=str(d.get("block", "none")))
 
-    @property
-    def empty(self) -> bool:
-        return self == Rung(reasoning_chars=self.reasoning_chars)
-
 
 # Flagged accounts (challenge) keep their service but get less per exchange and carry marks;
 # throttle and suspend block as before. ``none`` and ``monitor`` are untouched.

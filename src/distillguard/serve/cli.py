@@ -76,7 +76,10 @@ def serve(
                       replay_horizon_ms=int(replay_horizon_hours * 3_600_000) or None, shadow=shadow, shadow_rules=tuple(shadow_rule),
                       redis_url=redis_url, redis_prefix=redis_prefix, decision_ttl_s=decision_ttl,
                       webhook_urls=tuple(webhook_url), **kw)
-    service = build_service(cfg, auth, consume=not no_consume)
+    try:
+        service = build_service(cfg, auth, consume=not no_consume)
+    except ValueError as e:  # a bad policy file (countermeasures, shadow rules): one line, not a traceback
+        raise typer.BadParameter(str(e))
     app = create_app(service)
     # decision lookups are answered inside uvicorn's HTTP protocol (serve/fastpath.py), the rest via ASGI
     uvicorn.run(app, host=host, port=port, log_level=log_level.lower(), access_log=access_log, server_header=False,
