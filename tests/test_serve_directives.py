@@ -190,3 +190,36 @@ def test_plugin_marks_and_records_evidence(tmp_path, monkeypatch):
     assert r == _openai_response() and would and g.shadow_records[-1]["account_id"] == "acct-y"
     g.marker.evidence.close()
     assert len(read_entries(ev)) == 2
+
+
+def test_streamed_reasoning_is_cut_and_answers_pass(tmp_path, monkeypatch):
+    monkeypatch.delenv("DG_MARK_KEY", raising=False)
+    g = lp.DistillGuardGuardrail(url="http://dg", token="x")
+
+    def chunks():
+        for i in range(6):
+            yield {"choices": [{"index": 0, "delta": {"reasoning_content": "abcdefghij"}, "logprobs": {"content": []}}]}
+        yield {"choices": [{"index": 0, "delta": {"content": "The answer"}}]}
+        yield {"choices": [{"index": 0, "delta": {"content": " is 42."}, "finish_reason": "stop"}]}
+
+    async def agen():
+        for c in chunks():
+            yield c
+
+    async def run(dirs):
+        data = {"metadata": {lp.META_KEY: {"account_id": "acct-s", "directives": dirs}}}
+        return [c async for c in g.async_post_call_streaming_iterator_hook(None, agen(), data)]
+
+    lad = Ladder.from_policy({"countermeasures": {"challenge": {"reasoning": "shorten", "reasoning_chars": 25, "logprobs": "drop"},
+                                                  "throttle": {"reasoning": "withhold"}}})
+    out = asyncio.run(run(directives_for(lad, "challenge", "challenge", False)))
+    reasoning = "".join(c["choices"][0]["delta"].get("reasoning_content") or "" for c in out)
+    assert reasoning == "abcdefghij" * 2 + "abcde […]"
+    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in out) == "The answer is 42."
+    assert all("logprobs" not in c["choices"][0] for c in out)
+    out = asyncio.run(run(directives_for(lad, "throttle", "throttle", False)))
+    assert not any(c["choices"][0]["delta"].get("reasoning_content") for c in out)
+    out = asyncio.run(run(directives_for(lad, "monitor", "monitor", False)))  # nothing to do: chunks as they came
+    assert out == list(chunks())
+    out = asyncio.run(run(directives_for(lad, "none", "challenge", True)))  # shadow: recorded, not applied
+    assert out == list(chunks()) and g.shadow_records[-1]["where"] == "stream"

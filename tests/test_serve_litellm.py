@@ -387,6 +387,18 @@ def test_real_litellm_proxy_applies_the_ladder(tmp_path_factory, tmp_path):
             full = wm["choices"][0]["message"]["reasoning_content"]  # low effort: shorter than the monitored account's
             assert len(full) < len(plain["choices"][0]["message"]["reasoning_content"])
             assert len(full) > 16 and m["reasoning_content"] == full[:16].rstrip() + " […]"  # then shortened by the post-call hook
+            # Streamed: the reasoning deltas are cut the same way, the answer deltas pass.
+            text = {"reasoning_content": "", "content": ""}
+            with c.stream("POST", px_url + "/v1/chat/completions", headers=hdr, json={**ask, "user": flagged, "stream": True}) as s:
+                assert s.status_code == 200
+                for line in s.iter_lines():
+                    if line.startswith("data: {"):
+                        for ch in orjson.loads(line[6:])["choices"]:
+                            for k in text:
+                                text[k] += ch["delta"].get(k) or ""
+            assert text["content"] == want
+            assert text["reasoning_content"] == full[:16].rstrip() + " […]"
+
             deadline = time.monotonic() + 10  # the proxy writes evidence off the request path
             while len(entries := read_entries(evidence) if evidence.exists() else []) < 2 and time.monotonic() < deadline:
                 time.sleep(0.1)

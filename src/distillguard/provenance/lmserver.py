@@ -17,8 +17,10 @@ import time
 from typing import Any, Optional
 
 import numpy as np
+import orjson
 import xxhash
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict
 
 from .ngram import BigramLM
@@ -50,6 +52,28 @@ def _text(content: Any) -> str:
     return ""
 
 
+def _sse(choices: list[dict], name: str):
+    """Server-sent events of ``choices``: reasoning then answer, a few words per delta."""
+    cid, created = f"chatcmpl-{time.time_ns()}", int(time.time())
+
+    def event(delta: dict, i: int, finish: str | None = None) -> bytes:
+        doc = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": name,
+               "choices": [{"index": i, "delta": delta, "finish_reason": finish}]}
+        return b"data: " + orjson.dumps(doc) + b"\n\n"
+
+    for ch in choices:
+        i, msg = ch["index"], ch["message"]
+        yield event({"role": "assistant", "content": ""}, i)
+        for field in ("reasoning_content", "content"):
+            if not msg.get(field):
+                continue
+            words = msg[field].split(" ")
+            for j in range(0, len(words), 4):
+                yield event({field: " ".join(words[j:j + 4]) + (" " if j + 4 < len(words) else "")}, i)
+        yield event({}, i, ch["finish_reason"])
+    yield b"data: [DONE]\n\n"
+
+
 def create_lm_app(model: BigramLM, name: str, *, mark_keys: Any = None, gamma: float = 0.25, delta: float = 2.0,
                   answer_tokens: int = 40, max_n: int = 8) -> FastAPI:
     """The app. ``mark_keys``: a :class:`~distillguard.share.keys.KeyRing` of mark keys (or None)."""
@@ -76,8 +100,6 @@ def create_lm_app(model: BigramLM, name: str, *, mark_keys: Any = None, gamma: f
     async def chat(req: ChatRequest, request: Request) -> dict:
         if req.model != name:
             raise HTTPException(404, f"model {req.model!r} not found")
-        if req.stream:
-            raise HTTPException(400, "stream is not supported by this server")
         if not 1 <= req.n <= max_n:
             raise HTTPException(400, f"n must be in [1, {max_n}]")
         prompt = next((_text(m.get("content")) for m in reversed(req.messages) if m.get("role") == "user"), "")
@@ -108,6 +130,8 @@ def create_lm_app(model: BigramLM, name: str, *, mark_keys: Any = None, gamma: f
                 ch["logprobs"] = {"content": items}
             choices.append(ch)
         n_out = req.n * (n_ans + n_rsn)
+        if req.stream:
+            return StreamingResponse(_sse(choices, name), media_type="text/event-stream")
         return {"id": f"chatcmpl-{xxhash.xxh64_hexdigest(f'{prompt}{time.time_ns()}'.encode())}", "object": "chat.completion",
                 "created": int(time.time()), "model": name, "choices": choices,
                 "usage": {"prompt_tokens": len(prompt.split()), "completion_tokens": n_out, "total_tokens": len(prompt.split()) + n_out,

@@ -49,7 +49,7 @@ from ..provenance.canary import Canary, canary_for, weave
 from ..provenance.canary import selected as canary_selected
 from ..provenance.evidence import EvidenceWriter
 from ..provenance.keys import load_mark_keys
-from .shaping import append_to_answer, shape_request, shape_response
+from .shaping import StreamShaper, append_to_answer, shape_request, shape_response
 
 try:  # pragma: no cover - depends on the environment
     from litellm.integrations.custom_guardrail import CustomGuardrail as _GuardBase
@@ -240,6 +240,31 @@ class DistillGuardGuardrail(_GuardBase):
         self.apply_response(info["account_id"], request_id, info["directives"], response,
                             watermarked=WATERMARK_HEADER in (data.get("extra_headers") or {}))
         return response
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # LiteLLM (1.108) runs a streaming iterator hook only when the registered class defines it in
+        # its own ``__dict__``; deployments register a subclass (dg_hooks.Gate), so each gets it there.
+        super().__init_subclass__(**kwargs)
+        if "async_post_call_streaming_iterator_hook" not in cls.__dict__:
+            cls.async_post_call_streaming_iterator_hook = DistillGuardGuardrail.async_post_call_streaming_iterator_hook
+
+    async def async_post_call_streaming_iterator_hook(self, user_api_key_dict: Any, response: Any, request_data: dict):
+        """Streamed responses: reasoning deltas withheld or cut, log-probabilities dropped (no canary)."""
+        meta = request_data.get("metadata") if isinstance(request_data, dict) else None
+        info = meta.get(META_KEY) if isinstance(meta, dict) else None
+        dirs = (info or {}).get("directives") or {}
+        shaper = StreamShaper(dirs.get("response") or {}, drop_logprobs=bool((dirs.get("request") or {}).get("drop_logprobs")))
+        if not info or not shaper.active:
+            async for chunk in response:
+                yield chunk
+            return
+        if dirs.get("shadow"):
+            self._shadow(info["account_id"], "stream", [f"reasoning: {shaper.mode}", *(["logprobs dropped"] if shaper.drop_logprobs else [])])
+            async for chunk in response:
+                yield chunk
+            return
+        async for chunk in response:
+            yield shaper.apply(chunk)
 
     def apply_response(self, account: str, request_id: str, dirs: dict, response: Any, *, watermarked: bool = False) -> list[str]:
         """Shape ``response`` in place and weave the canary as directed; record marks. Returns the changes."""

@@ -157,3 +157,62 @@ def append_to_answer(response: Any, text_of: Any) -> bool:
                 _set(b, "text", text_of(_get(b, "text")))
                 return True
     return False
+
+
+class StreamShaper:
+    """Response shaping for a streamed response, one chunk at a time (OpenAI-style ``delta``s).
+
+    Reasoning deltas are dropped (``withhold``) or passed until ``reasoning_chars`` characters per
+    choice have gone out, then cut with one ellipsis (``shorten``); thinking-block deltas likewise;
+    log-probabilities are dropped when directed. Answer deltas pass unchanged. Canaries are not
+    woven into streams."""
+
+    def __init__(self, resp: dict, *, drop_logprobs: bool = False):
+        self.mode = resp.get("reasoning", "keep")
+        self.keep = int(resp.get("reasoning_chars", 400))
+        self.drop_logprobs = drop_logprobs
+        self._sent: dict[int, int] = {}
+        self.changed = 0  # deltas changed or dropped so far
+
+    @property
+    def active(self) -> bool:
+        return self.mode != "keep" or self.drop_logprobs
+
+    def _text(self, idx: int, text: str) -> str | None:
+        if self.mode == "withhold":
+            return None
+        sent = self._sent.get(idx, 0)
+        self._sent[idx] = sent + len(text)
+        if sent + len(text) <= self.keep:
+            return text
+        if sent >= self.keep:
+            return None
+        return text[: self.keep - sent].rstrip() + ELLIPSIS
+
+    def apply(self, chunk: Any) -> Any:
+        for pos, ch in enumerate(_get(chunk, "choices") or []):
+            idx = _get(ch, "index")
+            idx = pos if not isinstance(idx, int) else idx
+            if self.drop_logprobs and _get(ch, "logprobs") is not None:
+                _set(ch, "logprobs", None)
+                self.changed += 1
+            delta = _get(ch, "delta")
+            if delta is None or self.mode == "keep":
+                continue
+            rc = _get(delta, "reasoning_content")
+            if isinstance(rc, str) and rc:
+                new = self._text(idx, rc)
+                if new != rc:
+                    _set(delta, "reasoning_content", new)
+                    self.changed += 1
+            tb = _get(delta, "thinking_blocks")
+            if isinstance(tb, list) and tb:
+                out = []
+                for b in tb:
+                    t = _get(b, "thinking")
+                    new = self._text(idx, t) if isinstance(t, str) and _get(b, "type") == "thinking" else None
+                    if new is not None:
+                        out.append({"type": "thinking", "thinking": new})
+                _set(delta, "thinking_blocks", out or None)
+                self.changed += 1
+        return chunk
