@@ -43,6 +43,7 @@ def _accounts(evidence: Optional[Path], accounts: Optional[List[str]]) -> list[s
 
 def _read_texts(paths: List[Path], field: str) -> list[str]:
     texts: list[str] = []
+    skipped = 0
     for p in paths:
         if not p.is_file():
             _fail(f"no such file: {p}")
@@ -64,8 +65,12 @@ def _read_texts(paths: List[Path], field: str) -> list[str]:
                                 texts += [t for t in (m.get("reasoning_content"), m.get("content")) if isinstance(t, str)]
                     elif isinstance(r, str):
                         texts.append(r)
+                    else:
+                        skipped += 1
         else:
             texts.append(p.read_text(encoding="utf-8", errors="replace"))
+    if skipped:  # never silently lost: say how many records held no text to score
+        console.print(f"{skipped:,} JSONL records without a {field!r} text or chat choices were skipped", markup=False)
     return texts
 
 
@@ -137,7 +142,11 @@ def probe_cmd(
     import os
 
     from .experiment import load_corpus
-    from .probe import ProbeConfig, probe
+
+    try:
+        from .probe import ProbeConfig, probe
+    except ImportError as e:
+        _fail(f"probe needs the optional extra: pip install 'distillguard[provenance]' ({e})")
 
     if not endpoint.startswith(("http://", "https://")):
         _fail("--endpoint must be an http(s) URL")
