@@ -20,7 +20,7 @@ they are scored once: the number of green pairs among the ``n`` distinct ones is
 Binomial(n, gamma), and the p-value is exact (``scipy.stats.binom.sf``). Without de-duplication
 the test over-rejects (docs/provenance.md shows it). *Reading mode*, where the suspect's logits are
 available: feed it watermarked text and score its own top-1 prediction at each position
-(:func:`reading_pairs`); this sees the model's learned bias directly instead of through sampling.
+(:func:`score_pairs` of (context token, predicted token)); this sees the model's learned bias directly instead of through sampling.
 """
 
 from __future__ import annotations
@@ -217,8 +217,3 @@ def score_texts(texts: Iterable[str], green: GreenList, *, dedup: bool = True, e
     ex_p, ex_t = text_pairs(exclude_texts)
     exclude = np.stack([ex_p, ex_t], axis=1) if len(ex_p) else None
     return score_pairs(prev, tok, green, dedup=dedup, exclude=exclude)
-
-
-def reading_pairs(context_hashes: np.ndarray, predicted_hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Reading mode: the pairs (last context token, the suspect's top-1 prediction) to pass to :func:`score_pairs`."""
-    return np.asarray(context_hashes, dtype=np.uint64), np.asarray(predicted_hashes, dtype=np.uint64)
