@@ -293,3 +293,133 @@ def test_real_litellm_proxy_on_loopback(tmp_path_factory, tmp_path):
                 p.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 p.kill()
+
+
+# -- the countermeasure ladder through the real proxy ----------------------------------------------
+
+LADDER_POLICY = """
+countermeasures:
+  challenge: {max_tokens: 50, n: 1, logprobs: drop, reasoning_effort: low, reasoning: shorten, reasoning_chars: 16,
+              canary_rate: 1.0, watermark: true}
+"""
+
+LADDER_HOOKS = """
+import os
+from distillguard.serve.litellm_plugin import DistillGuardGuardrail
+class Gate(DistillGuardGuardrail):
+    def __init__(self, **kw):
+        super().__init__(url=os.environ["DG_URL"], token=os.environ["DG_DECIDE_TOKEN"], account_source="end_user",
+                         cache_ttl_s=0.0, timeout_s=5.0, evidence_log=os.environ["DG_EVIDENCE"], **kw)
+"""
+
+LADDER_CONFIG = """
+model_list:
+  - model_name: bigram-teacher
+    litellm_params: {model: openai/bigram-teacher, api_base: "%s/v1", api_key: sk-upstream}
+guardrails:
+  - guardrail_name: distillguard
+    litellm_params: {guardrail: dg_hooks.Gate, mode: [pre_call, post_call], default_on: true}
+general_settings:
+  master_key: sk-master-test-0000
+"""
+
+
+@pytest.mark.skipif(not _proxy_available(), reason="LiteLLM proxy not installed (see test_real_litellm_proxy_on_loopback)")
+def test_real_litellm_proxy_applies_the_ladder(tmp_path_factory, tmp_path):
+    """A flagged (challenge) account's requests come back shaped and marked through the real proxy;
+    a monitored-only account's come back as the model server wrote them."""
+    from distillguard.provenance.canary import canary_for
+    from distillguard.provenance.evidence import read_entries, verify
+
+    log, _ = sim_and_scan(tmp_path_factory)
+    src = str(Path(lp.__file__).resolve().parents[2])
+    mark_key = "5e" * 32
+    dg_port, px_port, lm_port = free_port(), free_port(), free_port()
+    dg_url, px_url, lm_url = (f"http://127.0.0.1:{p}" for p in (dg_port, px_port, lm_port))
+    (tmp_path / "dg_hooks.py").write_text(LADDER_HOOKS)
+    (tmp_path / "config.yaml").write_text(LADDER_CONFIG % lm_url)
+    (tmp_path / "policy.yaml").write_text(LADDER_POLICY)
+    evidence = tmp_path / "evidence.jsonl"
+    logs = {n: tmp_path / f"{n}.log" for n in ("dg", "lm", "proxy")}
+    base_env = {**os.environ, "DG_MARK_KEY": mark_key, "PYTHONPATH": src}
+    dg = subprocess.Popen([sys.executable, "-m", "distillguard.serve", "--port", str(dg_port), "--state-dir", str(tmp_path / "state"),
+                           "--refresh-ms", "200", "--policy", str(tmp_path / "policy.yaml")], env=env_with_tokens(),
+                          stdout=open(logs["dg"], "wb"), stderr=subprocess.STDOUT)
+    # The model server: a bigram LM trained at start-up, decoding with the watermark when the gateway asks.
+    lm = subprocess.Popen([sys.executable, "-m", "distillguard.provenance.lmserver", "--port", str(lm_port), "--corpus-limit", "1500",
+                           "--vocab", "600"], env=base_env, stdout=open(logs["lm"], "wb"), stderr=subprocess.STDOUT)
+    env = {**base_env, "DG_URL": dg_url, "DG_DECIDE_TOKEN": "tok-decide-0001", "DG_EVIDENCE": str(evidence),
+           "PYTHONPATH": os.pathsep.join(p for p in (PROXY_PATH, str(tmp_path), src) if p),
+           "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_TELEMETRY": "False",
+           "HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9", "NO_PROXY": "127.0.0.1,localhost"}
+    env.pop("DISTILLGUARD_API_TOKENS", None)
+    px = subprocess.Popen([sys.executable, "-c", "import sys; from litellm import run_server; sys.exit(run_server())",
+                           "--config", str(tmp_path / "config.yaml"), "--host", "127.0.0.1", "--port", str(px_port)],
+                          cwd=tmp_path, env=env, stdout=open(logs["proxy"], "wb"), stderr=subprocess.STDOUT)
+    try:
+        _wait_http(dg_url + "/healthz", dg, logs["dg"], 90)
+        with httpx.Client(timeout=60) as c:
+            body = b"\n".join(_shift_to_now(lines_of(log)))
+            assert c.post(dg_url + "/v1/events", content=body, headers=H_INGEST).status_code == 200
+            c.post(dg_url + "/v1/admin/refresh", headers=H_ADMIN)
+            acts: dict[str, str] = {}
+            for d in c.get(dg_url + "/v1/decisions", headers=H_DECIDE).json()["decisions"]:
+                acts.setdefault(d["action"], d["account_id"])
+            flagged, monitored = acts["challenge"], acts.get("monitor", acts["none"])
+            _wait_http(lm_url + "/v1/models", lm, logs["lm"], 120)
+            _wait_http(px_url + "/health/liveliness", px, logs["proxy"], 240)
+            ask = {"model": "bigram-teacher", "max_tokens": 2000, "n": 3, "logprobs": True, "top_logprobs": 3,
+                   "reasoning_effort": "high", "seed": 5, "messages": [{"role": "user", "content": "Explain how a cell divides."}]}
+            hdr = {"Authorization": "Bearer sk-master-test-0000"}
+
+            r = c.post(px_url + "/v1/chat/completions", headers=hdr, json={**ask, "user": monitored})
+            assert r.status_code == 200, r.text
+            plain = r.json()
+            direct = c.post(lm_url + "/v1/chat/completions", json=ask).json()
+            assert len(plain["choices"]) == 3 and plain["choices"][0].get("logprobs")
+            m = plain["choices"][0]["message"]
+            assert m["content"] == direct["choices"][0]["message"]["content"]  # untouched
+            assert m["reasoning_content"] == direct["choices"][0]["message"]["reasoning_content"]
+
+            r = c.post(px_url + "/v1/chat/completions", headers=hdr, json={**ask, "user": flagged})
+            assert r.status_code == 200, r.text
+            shaped = r.json()
+            assert len(shaped["choices"]) == 1 and not shaped["choices"][0].get("logprobs")  # n = 1, no log-probabilities
+            assert shaped["usage"]["completion_tokens"] <= 50 < plain["usage"]["completion_tokens"] / 3  # max_tokens capped
+            m = shaped["choices"][0]["message"]
+            # What the model server answers to the shaped request (capped, low effort, watermarked):
+            wm = c.post(lm_url + "/v1/chat/completions", headers={"x-distillguard-watermark": "default"},
+                        json={**ask, "max_tokens": 50, "n": 1, "reasoning_effort": "low", "logprobs": None, "top_logprobs": None}).json()
+            can = canary_for(bytes.fromhex(mark_key), flagged, "default")
+            want = wm["choices"][0]["message"]["content"]
+            assert m["content"] == want + "\n\n" + can.tag()  # the answer intact, the canary after it
+            assert m["content"] != plain["choices"][0]["message"]["content"]  # decoded with the watermark
+            full = wm["choices"][0]["message"]["reasoning_content"]  # low effort: shorter than the monitored account's
+            assert len(full) < len(plain["choices"][0]["message"]["reasoning_content"])
+            assert len(full) > 16 and m["reasoning_content"] == full[:16].rstrip() + " […]"  # then shortened by the post-call hook
+            # Streamed: the reasoning deltas are cut the same way, the answer deltas pass.
+            text = {"reasoning_content": "", "content": ""}
+            with c.stream("POST", px_url + "/v1/chat/completions", headers=hdr, json={**ask, "user": flagged, "stream": True}) as s:
+                assert s.status_code == 200
+                for line in s.iter_lines():
+                    if line.startswith("data: {"):
+                        for ch in orjson.loads(line[6:])["choices"]:
+                            for k in text:
+                                text[k] += ch["delta"].get(k) or ""
+            assert text["content"] == want
+            assert text["reasoning_content"] == full[:16].rstrip() + " […]"
+
+            deadline = time.monotonic() + 10  # the proxy writes evidence off the request path
+            while len(entries := read_entries(evidence) if evidence.exists() else []) < 2 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert {(e["account"], e["mark"]) for e in entries} == {(flagged, "canary"), (flagged, "watermark")}
+            assert all(monitored != e["account"] for e in entries) and verify(evidence).ok
+            assert all("cell" not in str(e) for e in entries)  # no prompt text in the evidence
+    finally:
+        for p in (px, lm, dg):
+            p.send_signal(signal.SIGTERM)
+        for p in (px, lm, dg):
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()

@@ -366,9 +366,12 @@ def _register_subapps() -> None:
     """
     from .console import cli as console_cli
     from .serve.cli import serve as serve_cmd
+    from .provenance.cli import provenance_app
     from .share.cli import share_app
 
     app.add_typer(share_app, name="share", help="Coalition exchange: STIX 2.1 indicators over TAXII 2.1.")
+    app.add_typer(provenance_app, name="provenance", help="Proof of distillation: test texts or a suspect model for our marks.")
+
     app.command("serve")(serve_cmd)
     app.command("console")(console_cli.console)
     app.command("tune")(console_cli.tune)

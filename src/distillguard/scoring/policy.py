@@ -122,3 +122,112 @@ class Policy:
             # Only a burst is held: more exchanges a minute than a person sends by hand.
             held &= events / np.maximum(observed / 60_000, 1.0) > self.burst_per_minute
         return np.where(held, np.minimum(lvl, 1), lvl).astype(lvl.dtype)
+
+
+# -- countermeasures: what a gateway does to an account's traffic at each action level ----------
+
+LADDER_LEVELS = ("none", "monitor", "challenge", "throttle", "suspend")
+REASONING_EFFORTS = ("minimal", "low", "medium", "high")
+_RUNG_KEYS = {"max_tokens", "n", "logprobs", "reasoning_effort", "reasoning", "reasoning_chars", "canary_rate",
+              "watermark", "block"}
+
+
+@dataclass(frozen=True)
+class Rung:
+    """The countermeasures of one action level (``countermeasures.<level>`` in policy.yaml).
+
+    Request shaping: ``max_tokens`` caps the request's (and ``max_completion_tokens``);
+    ``n`` caps the number of choices; ``logprobs: drop`` removes ``logprobs``/``top_logprobs``;
+    ``reasoning_effort`` lowers it to this level (never raises it). Response shaping:
+    ``reasoning`` = ``keep`` / ``shorten`` (to ``reasoning_chars`` characters) / ``withhold`` the
+    reasoning content; the final answer is never changed. Marking: ``canary_rate`` = share of
+    responses carrying the account's canary, ``watermark`` = decode with the keyed watermark.
+    ``block``: ``none``, ``throttle`` (429 + Retry-After) or ``suspend`` (403).
+    """
+
+    max_tokens: int | None = None
+    n: int | None = None
+    drop_logprobs: bool = False
+    reasoning_effort: str | None = None
+    reasoning: str = "keep"
+    reasoning_chars: int = 400
+    canary_rate: float = 0.0
+    watermark: bool = False
+    block: str = "none"
+
+    def __post_init__(self) -> None:
+        if self.reasoning not in ("keep", "shorten", "withhold"):
+            raise ValueError(f"reasoning must be keep, shorten or withhold, not {self.reasoning!r}")
+        if self.block not in ("none", "throttle", "suspend"):
+            raise ValueError(f"block must be none, throttle or suspend, not {self.block!r}")
+        if self.reasoning_effort is not None and self.reasoning_effort not in REASONING_EFFORTS:
+            raise ValueError(f"reasoning_effort must be one of {', '.join(REASONING_EFFORTS)}")
+        if not 0.0 <= self.canary_rate <= 1.0:
+            raise ValueError("canary_rate must be in [0, 1]")
+        for k in ("max_tokens", "n"):
+            v = getattr(self, k)
+            if v is not None and v < 1:
+                raise ValueError(f"{k} must be at least 1")
+        if self.reasoning_chars < 0:
+            raise ValueError("reasoning_chars must be at least 0")
+
+    @classmethod
+    def from_dict(cls, level: str, d: dict) -> "Rung":
+        if not isinstance(d, dict):
+            raise ValueError(f"countermeasures.{level} must be a mapping")
+        unknown = set(d) - _RUNG_KEYS
+        if unknown:
+            raise ValueError(f"countermeasures.{level}: unknown keys {sorted(unknown)} (known: {sorted(_RUNG_KEYS)})")
+        lp = d.get("logprobs", "keep")
+        if lp not in ("keep", "drop"):
+            raise ValueError(f"countermeasures.{level}.logprobs must be keep or drop")
+        opt = lambda k: None if d.get(k) is None else int(d[k])  # noqa: E731
+        return cls(max_tokens=opt("max_tokens"), n=opt("n"), drop_logprobs=lp == "drop",
+                   reasoning_effort=d.get("reasoning_effort"), reasoning=str(d.get("reasoning", "keep")),
+                   reasoning_chars=int(d.get("reasoning_chars", 400)), canary_rate=float(d.get("canary_rate", 0.0)),
+                   watermark=bool(d.get("watermark", False)), block=str(d.get("block", "none")))
+
+
+# Flagged accounts (challenge) keep their service but get less per exchange and carry marks;
+# throttle and suspend block as before. ``none`` and ``monitor`` are untouched.
+DEFAULT_RUNGS = {
+    "challenge": Rung(max_tokens=4096, n=1, drop_logprobs=True, reasoning_effort="low", reasoning="shorten",
+                      reasoning_chars=600, canary_rate=0.02, watermark=True),
+    "throttle": Rung(block="throttle"),
+    "suspend": Rung(block="suspend"),
+}
+
+
+@dataclass(frozen=True)
+class Ladder:
+    """Countermeasures per action level; ``shadow`` records what would be done and applies nothing
+    (blocking included: it stays as the detection's own shadow setting decides)."""
+
+    rungs: dict = field(default_factory=lambda: dict(DEFAULT_RUNGS))
+    shadow: bool = False
+
+    @classmethod
+    def from_policy(cls, d: dict | None) -> "Ladder":
+        """From a policy document's ``countermeasures`` section (levels it omits keep their defaults)."""
+        sec = (d or {}).get("countermeasures")
+        if sec is None:
+            return cls()
+        if not isinstance(sec, dict):
+            raise ValueError("countermeasures must be a mapping of action level -> countermeasures")
+        unknown = set(sec) - set(LADDER_LEVELS) - {"shadow"}
+        if unknown:
+            raise ValueError(f"countermeasures: unknown levels {sorted(unknown)} (levels: {', '.join(LADDER_LEVELS)})")
+        rungs = dict(DEFAULT_RUNGS)
+        for lvl in LADDER_LEVELS:
+            if lvl in sec:
+                rungs[lvl] = Rung.from_dict(lvl, sec[lvl] or {})
+        return cls(rungs, bool(sec.get("shadow", False)))
+
+    @classmethod
+    def from_yaml(cls, path: str | Path | None) -> "Ladder":
+        if path is None:
+            return cls()
+        return cls.from_policy(yaml.safe_load(Path(path).read_text()) or {})
+
+    def rung(self, action: str) -> Rung:
+        return self.rungs.get(action, Rung())

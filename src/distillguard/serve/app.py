@@ -32,7 +32,8 @@ from starlette.requests import ClientDisconnect
 from ..ingest.bodies import json_array_items, strip_bom
 from .auth import Principal, TokenAuth
 from .engine import Engine, IngestResult
-from .fastpath import DecisionFastPath
+from .directives import Decision, UnknownAccount
+from .fastpath import DecisionFastPath, decision_response
 from .otel import otlp_to_records
 
 log = logging.getLogger("distillguard.serve")
@@ -126,7 +127,9 @@ def create_app(service: Service, *, start_engine: bool = True) -> DecisionFastPa
             if start_engine:
                 await run_in_threadpool(engine.close)
 
-    app = FastAPI(title="distillguard", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    # The schema is published (no docs UI) so gateway teams can generate a client for decisions
+    # and their countermeasure directives (serve/directives.py).
+    app = FastAPI(title="distillguard", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url="/openapi.json")
     app.state.service = service
 
     # Request-body bytes held by requests in progress (all on the one event loop: no lock).
@@ -217,7 +220,12 @@ def create_app(service: Service, *, start_engine: bool = True) -> DecisionFastPa
         return _json(out)
 
     # GET /v1/decisions/{account_id} is answered in front of this app (serve/fastpath.py: no
-    # routing, no validation layer; under ``distillguard serve`` inside uvicorn's protocol).
+    # routing, no validation layer; under ``distillguard serve`` inside uvicorn's protocol). This
+    # route declares its schema and answers only where the app runs without that wrapper.
+    @app.get("/v1/decisions/{account_id}", response_model=Decision, responses={404: {"model": UnknownAccount}})
+    async def get_decision(account_id: str, request: Request) -> Response:
+        status, body, extra = decision_response(service, account_id, (request.headers.get("authorization") or "").encode("latin-1") or None)
+        return Response(body, status_code=status, media_type=JSON, headers={k.decode(): v.decode() for k, v in extra})
 
     @app.get("/v1/decisions")
     async def list_decisions(request: Request, flagged: bool | None = None, action: str | None = None) -> Response:

@@ -97,7 +97,10 @@ def serve(
                           max_inflight_bytes=int(max_inflight_mb * 1024 * 1024), **kw)
     except ValueError as e:
         raise typer.BadParameter(str(e))
-    service = build_service(cfg, auth, consume=not no_consume)
+    try:
+        service = build_service(cfg, auth, consume=not no_consume)
+    except ValueError as e:  # a bad policy file (countermeasures, shadow rules): one line, not a traceback
+        raise typer.BadParameter(str(e))
     app = create_app(service)
     # decision lookups are answered inside uvicorn's HTTP protocol (serve/fastpath.py), the rest via ASGI
     uvicorn.run(app, host=host, port=port, log_level=log_level.lower(), access_log=access_log, server_header=False,

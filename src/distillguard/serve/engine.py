@@ -47,7 +47,7 @@ from ..replay import ReplayCache, ReplayConfig, fold_before, replay
 from ..report import ms_to_rfc3339
 from ..schema import ACTIONS
 from ..scoring.model import AccountModel
-from ..scoring.policy import Policy
+from ..scoring.policy import Ladder, Policy
 from ..scoring.rules import load_rules
 from .config import ServeConfig
 from .metrics import Metrics
@@ -238,6 +238,9 @@ class Engine:
         self.rules_enforced = [r for r in self.rules if r.id not in set(cfg.shadow_rules)]
         self.model = AccountModel.from_json(cfg.model_path)
         self.policy = Policy.from_yaml(cfg.policy_path) if cfg.policy_path else Policy()
+        # Countermeasure directives attached to each decision (serve/directives.py), one per (action, computed).
+        self.ladder = Ladder.from_yaml(cfg.policy_path)
+        self._directives: dict[tuple[str, str], dict] = {}
         self.replay_cfg = ReplayConfig(tick_ms=cfg.tick_ms)
         self.store = Store(cfg.state_dir)
         self.quarantine = AppendQuarantine(Path(cfg.state_dir) / "quarantine.jsonl", metrics=self.metrics)
@@ -635,6 +638,15 @@ class Engine:
             cur = np.maximum(own, prop)
         return np.minimum(cur, level).astype(np.int8)
 
+    def _directives_of(self, action: str, computed: str) -> dict:
+        k = (action, computed)
+        d = self._directives.get(k)
+        if d is None:
+            from .directives import directives_for
+
+            d = self._directives[k] = directives_for(self.ladder, action, computed, self.cfg.shadow)
+        return d
+
     def _publish(self, acc: pl.DataFrame, acc_enf: pl.DataFrame) -> None:
         cur = self._current_levels(acc)
         if self.cfg.shadow:
@@ -682,6 +694,7 @@ class Engine:
                 "updated_at": updated, "computed_action": r["computed_action"], "max_action": r["max_action"],
                 "flagged": r["flagged"], "first_flagged_ts": ms_to_rfc3339(r["first_flag"]),
                 "events": r["events"], "events_before_flag": r["events_before_flag"], "shadow": r["shadow"],
+                "directives": self._directives_of(r["action"], r["computed_action"]),
             }
             out[r["account_id"]] = orjson.dumps(doc)
             old_action, old_computed = self._announced.get(r["account_id"], ("none", "none"))

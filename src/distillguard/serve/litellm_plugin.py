@@ -3,7 +3,15 @@
 ``DistillGuardGuardrail`` (a LiteLLM ``CustomGuardrail``): its pre-call hook looks up the
 calling account's decision and answers **429 with Retry-After** for ``throttle`` and **403** for
 ``suspend`` (``challenge`` and below pass: a challenge is the product's job, e.g. a CAPTCHA or
-re-verification flow keyed on the decision). Lookups come from the distillguard service
+re-verification flow keyed on the decision). It applies the decision's countermeasure
+``directives`` (serve/directives.py): the request is shaped before the call (``max_tokens``,
+``n``, log-probabilities, ``reasoning_effort``; the watermark is asked of the model server with
+the ``x-distillguard-watermark`` header), and its post-call hook shapes the response (reasoning
+withheld or shortened, the answer untouched) and weaves in the account's canary, recording every
+mark served in the evidence log (provenance/evidence.py). Shadow directives are only logged
+(``shadow_records``). Marking needs the provider's mark key (``mark_key`` file or ``$DG_MARK_KEY``)
+and an evidence log path (``evidence_log`` or ``$DISTILLGUARD_EVIDENCE_LOG``); without them
+requests and responses are still shaped, and nothing is marked. Lookups come from the distillguard service
 (``GET /v1/decisions/{account}``, a ``decide`` token) or straight from Redis decision keys (a
 local replica on the gateway node); they are cached for ``cache_ttl_s`` and **fail open** (a
 detector outage must not take the API down) unless ``fail_open=False``.
@@ -20,7 +28,7 @@ Proxy ``config.yaml`` (with a ``dg_hooks.py`` next to it that instantiates the t
 
     guardrails:
       - guardrail_name: distillguard
-        litellm_params: {guardrail: dg_hooks.DistillGuardGate, mode: pre_call, default_on: true}
+        litellm_params: {guardrail: dg_hooks.DistillGuardGate, mode: [pre_call, post_call], default_on: true}
     litellm_settings:
       callbacks: dg_hooks.feed
 """
@@ -36,6 +44,12 @@ from typing import Any
 
 import httpx
 import orjson
+
+from ..provenance.canary import Canary, canary_for, weave
+from ..provenance.canary import selected as canary_selected
+from ..provenance.evidence import EvidenceWriter
+from ..provenance.keys import load_mark_keys
+from .shaping import StreamShaper, append_to_answer, shape_request, shape_response
 
 try:  # pragma: no cover - depends on the environment
     from litellm.integrations.custom_guardrail import CustomGuardrail as _GuardBase
@@ -56,6 +70,8 @@ except ImportError:  # pragma: no cover
 log = logging.getLogger("distillguard.litellm")
 
 BLOCK = {"throttle": 429, "suspend": 403}
+WATERMARK_HEADER = "x-distillguard-watermark"
+META_KEY = "distillguard"  # where the pre-call hook leaves the directives for the post-call hook (request metadata)
 
 
 def _get(obj: Any, name: str) -> Any:
@@ -155,35 +171,153 @@ class DistillGuardGuardrail(_GuardBase):
 
     def __init__(self, url: str | None = None, token: str | None = None, redis_url: str | None = None,
                  redis_prefix: str = "dg:", account_source: str = "auto", retry_after_s: int = 60,
-                 fail_open: bool = True, cache_ttl_s: float = 1.0, timeout_s: float = 0.05, **kwargs: Any):
+                 fail_open: bool = True, cache_ttl_s: float = 1.0, timeout_s: float = 0.05,
+                 mark_key: str | None = None, evidence_log: str | None = None, **kwargs: Any):
         kwargs.setdefault("guardrail_name", "distillguard")
         super().__init__(**kwargs)
         self.source = DecisionSource(url, token, redis_url, redis_prefix, cache_ttl_s, timeout_s)
         self.account_source, self.retry_after_s, self.fail_open = account_source, retry_after_s, fail_open
+        self.marker = Marker.configured(mark_key, evidence_log)
+        self.shadow_records: list[dict] = []  # the last shadow directives' would-be changes (bounded)
 
-    async def check(self, account_id: str | None) -> None:
-        """Raise the HTTP error the gateway should answer with, or return to let the call through."""
+    async def check(self, account_id: str | None) -> dict | None:
+        """Raise the HTTP error the gateway should answer with, or return the decision (None when
+        unknown or the lookup failed open) to let the call through."""
         if not account_id:
-            return
+            return None
         try:
             d = await self.source.get(account_id)
         except Exception as e:
             log.warning("distillguard lookup failed (%s): %s", type(e).__name__, "allowing" if self.fail_open else "refusing")
             if self.fail_open:
-                return
+                return None
             raise _http_error(503, {"error": "risk check unavailable"}, {"Retry-After": "5"})
         action = (d or {}).get("action", "none")
-        status = BLOCK.get(action)
+        dirs = (d or {}).get("directives")
+        if isinstance(dirs, dict):  # the service says what to block (policy countermeasures)
+            status = None if dirs.get("shadow") else {"throttle": 429, "suspend": 403}.get(dirs.get("block"))
+        else:  # a service (or Redis key) from before directives
+            status = BLOCK.get(action)
         if status is None:
-            return
+            return d
         detail = {"error": "rate limited" if status == 429 else "account suspended",
                   "type": "distillguard", "action": action}
         headers = {"Retry-After": str(self.retry_after_s)} if status == 429 else None
         raise _http_error(status, detail, headers)
 
+    def _shadow(self, account: str, where: str, changes: list[str]) -> None:
+        if not changes:
+            return
+        log.info("distillguard shadow: account=%s %s would: %s", account, where, "; ".join(changes))
+        if len(self.shadow_records) >= 1000:
+            del self.shadow_records[:500]
+        self.shadow_records.append({"account_id": account, "where": where, "changes": changes})
+
     async def async_pre_call_hook(self, user_api_key_dict: Any, cache: Any, data: dict, call_type: Any) -> dict:
-        await self.check(account_of(user_api_key_dict, data, self.account_source))
+        account = account_of(user_api_key_dict, data, self.account_source)
+        d = await self.check(account)
+        dirs = (d or {}).get("directives")
+        if not isinstance(dirs, dict) or not account:
+            return data
+        if dirs.get("shadow"):
+            self._shadow(account, "request", shape_request(data, dirs.get("request") or {}, dry_run=True))
+        else:
+            shape_request(data, dirs.get("request") or {})
+            if (dirs.get("mark") or {}).get("watermark") and self.marker is not None:
+                hdrs = data.get("extra_headers") if isinstance(data.get("extra_headers"), dict) else {}
+                data["extra_headers"] = {**hdrs, WATERMARK_HEADER: self.marker.key_id}
+        meta = data.get("metadata")
+        if not isinstance(meta, dict):
+            meta = data["metadata"] = {}
+        meta[META_KEY] = {"account_id": account, "directives": dirs}
         return data
+
+    async def async_post_call_success_hook(self, data: dict, user_api_key_dict: Any, response: Any) -> Any:
+        info = (data.get("metadata") or {}).get(META_KEY) if isinstance(data.get("metadata"), dict) else None
+        if not info:
+            return response
+        request_id = str(data.get("litellm_call_id") or _get(response, "id") or "")
+        self.apply_response(info["account_id"], request_id, info["directives"], response,
+                            watermarked=WATERMARK_HEADER in (data.get("extra_headers") or {}))
+        return response
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # LiteLLM (1.108) runs a streaming iterator hook only when the registered class defines it in
+        # its own ``__dict__``; deployments register a subclass (dg_hooks.Gate), so each gets it there.
+        super().__init_subclass__(**kwargs)
+        if "async_post_call_streaming_iterator_hook" not in cls.__dict__:
+            cls.async_post_call_streaming_iterator_hook = DistillGuardGuardrail.async_post_call_streaming_iterator_hook
+
+    async def async_post_call_streaming_iterator_hook(self, user_api_key_dict: Any, response: Any, request_data: dict):
+        """Streamed responses: reasoning deltas withheld or cut, log-probabilities dropped (no canary)."""
+        meta = request_data.get("metadata") if isinstance(request_data, dict) else None
+        info = meta.get(META_KEY) if isinstance(meta, dict) else None
+        dirs = (info or {}).get("directives") or {}
+        shaper = StreamShaper(dirs.get("response") or {}, drop_logprobs=bool((dirs.get("request") or {}).get("drop_logprobs")))
+        if not info or not shaper.active:
+            async for chunk in response:
+                yield chunk
+            return
+        if dirs.get("shadow"):
+            self._shadow(info["account_id"], "stream", [f"reasoning: {shaper.mode}", *(["logprobs dropped"] if shaper.drop_logprobs else [])])
+            async for chunk in response:
+                yield chunk
+            return
+        async for chunk in response:
+            yield shaper.apply(chunk)
+
+    def apply_response(self, account: str, request_id: str, dirs: dict, response: Any, *, watermarked: bool = False) -> list[str]:
+        """Shape ``response`` in place and weave the canary as directed; record marks. Returns the changes."""
+        req = dirs.get("request") or {}
+        if dirs.get("shadow"):
+            changes = shape_response(response, dirs.get("response") or {}, drop_logprobs=bool(req.get("drop_logprobs")), dry_run=True)
+            self._shadow(account, "response", changes)
+            return changes
+        changes = shape_response(response, dirs.get("response") or {}, drop_logprobs=bool(req.get("drop_logprobs")))
+        if self.marker is not None:
+            changes += self.marker.mark(account, request_id, dirs.get("mark") or {}, response, watermarked=watermarked)
+        return changes
+
+
+class Marker:
+    """Weaves canaries and records every mark served (needs the mark key and an evidence log)."""
+
+    def __init__(self, key: bytes, key_id: str, evidence: EvidenceWriter):
+        self.key, self.key_id, self.evidence = key, key_id, evidence
+        self._canaries: dict[str, Canary] = {}
+
+    @classmethod
+    def configured(cls, mark_key: str | None, evidence_log: str | None) -> "Marker | None":
+        path = evidence_log or os.environ.get("DISTILLGUARD_EVIDENCE_LOG")
+        try:
+            ring = load_mark_keys(mark_key)
+        except ValueError:
+            ring = None
+        if ring is None or not path:
+            log.warning("distillguard: no mark key or evidence log configured: responses are shaped, never marked")
+            return None
+        return cls(ring.key(), ring.active, EvidenceWriter(path))
+
+    def canary(self, account: str) -> Canary:
+        c = self._canaries.get(account)
+        if c is None:
+            if len(self._canaries) > 100_000:
+                self._canaries.clear()
+            c = self._canaries[account] = canary_for(self.key, account, self.key_id)
+        return c
+
+    def mark(self, account: str, request_id: str, mark: dict, response: Any, *, watermarked: bool = False) -> list[str]:
+        out = []
+        if watermarked:
+            self.evidence.submit(account=account, request_id=request_id, mark="watermark", mark_id=f"wm-{self.key_id}", key_id=self.key_id)
+            out.append("watermark requested")
+        rate = float(mark.get("canary_rate") or 0.0)
+        if rate > 0 and request_id and canary_selected(self.key, request_id, rate):
+            c = self.canary(account)
+            if append_to_answer(response, lambda text: weave(text, c)):
+                self.evidence.submit(account=account, request_id=request_id, mark="canary", mark_id=c.mark_id, key_id=self.key_id)
+                out.append(f"canary {c.mark_id}")
+        return out
 
 
 def _ms(t: Any) -> int | None:

@@ -14,12 +14,26 @@ Public API:
 - cli:       ``share_app`` (Typer), mounted as ``distillguard share``
 """
 
-from .export import ExportConfig, export_bundle, write_bundle
-from .hook import apply_indicators_to_scan
 from .keys import KeyRing, canonical
-from .match import (REASON, apply_matches, best_links, false_positive_bundle, link_accounts, match_indicators,
-                    revoke_for_false_positives, sightings_bundle)
-from .signature import band_keys, band_keys_batch
+
+# The rest loads Polars: imported on first use (PEP 562), so the gateway plugin can read mark keys
+# (provenance/keys.py uses KeyRing) inside a LiteLLM proxy without it.
+_LAZY = {
+    "ExportConfig": "export", "export_bundle": "export", "write_bundle": "export", "apply_indicators_to_scan": "hook",
+    "REASON": "match", "apply_matches": "match", "best_links": "match", "false_positive_bundle": "match",
+    "link_accounts": "match", "match_indicators": "match", "revoke_for_false_positives": "match",
+    "sightings_bundle": "match", "band_keys": "signature", "band_keys_batch": "signature",
+}
+
+
+def __getattr__(name: str):
+    mod = _LAZY.get(name)
+    if mod is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f".{mod}", __name__), name)
+
 
 __all__ = [
     "ExportConfig", "KeyRing", "REASON", "apply_indicators_to_scan", "apply_matches", "band_keys", "band_keys_batch",
