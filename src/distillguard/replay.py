@@ -17,13 +17,17 @@ import numpy as np
 import polars as pl
 import xxhash
 
-from .features.account import DAY_COLUMNS, SUM_COLUMNS, VOLUME_WINDOW_MS, asks_share, derive, snapshots, tick_aggregates
+from .features.account import (DAY_COLUMNS, SUM_COLUMNS, VOLUME_WINDOW_MS,
+                               asks_share, derive, evaluation_run, harvest_yield, serves_people, snapshots, tick_aggregates)
 from .features.linking import LinkGraph, link_pairs
 from .scoring.model import AccountModel
-from .scoring.policy import Policy
+from .scoring.policy import ACTION_LEVEL, Policy
 from .scoring.rules import Rule, fire
 
 MODEL_REASON_MIN = 0.4  # log-odds a feature must add before it is named as a reason
+# Follow-ups a product's trailing window must show once its own rate expects this many (a
+# Poisson count of 5 is zero by chance 0.7 % of the time).
+PRODUCT_WINDOW_EXPECTED = 5.0
 
 
 @dataclass
@@ -94,6 +98,14 @@ def account_snapshots(ticks: pl.DataFrame, cfg: ReplayConfig) -> pl.DataFrame:
     # tool-loop repeats, for ``evidence``, are used again): dropping them cuts the replay's
     # largest frame by about a quarter.
     return snaps.drop([f"w_{c}" for c in SUM_COLUMNS if c not in ("n", "tool_repeat")])
+
+
+def may_suspend(fired: np.ndarray, active: list[Rule]) -> np.ndarray:
+    """Rows where a fired rule may justify suspension (``max_action: suspend``)."""
+    if fired.size == 0:
+        return np.zeros(fired.shape[0], dtype=bool)
+    strong = np.array([ACTION_LEVEL[r.max_action] >= ACTION_LEVEL["suspend"] for r in active], dtype=bool)
+    return fired[:, strong].any(axis=1)
 
 
 def evidence(df: pl.DataFrame, prefix: str = "") -> np.ndarray:
@@ -171,6 +183,17 @@ def _account_pass(ticks: pl.DataFrame, attrs: pl.DataFrame, model: AccountModel,
     ruled = f_cum.any(axis=1) | (f_win.any(axis=1) & w_ok)
     lvl = np.where(ruled, lvl, policy.model_only(
         policy.sustained(snaps["tick"].to_numpy(), snaps["first_seen"].to_numpy(), lvl, n_arr)))
+    # Severity by what the account obtained and what its traffic is for (``Policy.severity``).
+    # A product's follow-ups must go on in its trailing window too: an account taken over or
+    # resold changes there first. A window with none where the account's own rate expects
+    # several (PRODUCT_WINDOW_EXPECTED) has changed; a quiet hour's chance gap has not.
+    w_multi = pl.col("w_n") * (1.0 - pl.col("w_x_single_share"))
+    expected = pl.col("w_n") * pl.col("multi") / pl.col("n").clip(lower_bound=1.0)
+    window_agrees = ~pl.col("_w_ok") | (w_multi >= 0.5) | (expected < PRODUCT_WINDOW_EXPECTED)
+    sev = snaps.with_columns(pl.Series("_w_ok", w_ok)).select(
+        harvest_yield().alias("y"), (evaluation_run() | (serves_people() & window_agrees)).alias("b"))
+    strong = may_suspend(f_cum, a_cum) | (may_suspend(f_win, a_win) & w_ok)
+    lvl = policy.severity(lvl, sev["y"].to_numpy(), strong, sev["b"].to_numpy())
     snaps = snaps.with_columns(pl.Series("own", own), pl.Series("lvl", lvl)).with_row_index("_row")
 
     own_flag = snaps.filter(pl.col("lvl") >= 2).group_by("account_id").agg(pl.col("tick").min().alias("t_own"))
@@ -406,6 +429,10 @@ def _cluster_epochs(items: list[tuple[int, np.ndarray, np.ndarray]], accounts: l
     c_lvl = np.where(c_fired.any(axis=1) if c_fired.size else False, c_lvl, np.minimum(c_lvl, 1)).astype(np.int8)
     echo = csum["x_global_novelty"].to_numpy() < cfg.cluster_min_global_novelty
     c_lvl = np.where(echo, np.minimum(c_lvl, 1), c_lvl).astype(np.int8)
+    # The same severity evidence as an account's, over the members' summed sums: colleagues
+    # running one evaluation together are an evaluation-sized run.
+    c_sev = csum.select(harvest_yield().alias("y"), evaluation_run().alias("b"))
+    c_lvl = policy.severity(c_lvl, c_sev["y"].to_numpy(), may_suspend(c_fired, c_active), c_sev["b"].to_numpy())
     flagged_c = np.flatnonzero(c_lvl >= 2)
     if flagged_c.size == 0:
         return out
@@ -419,7 +446,9 @@ def _cluster_epochs(items: list[tuple[int, np.ndarray, np.ndarray]], accounts: l
                 & (pl.col("single") >= cfg.propagate_textless_min_single * pl.col("n")))
     shown = ((asks_share() >= cfg.propagate_min_extract) | (pl.col("own") >= cfg.propagate_min_own)) & (
         pl.col("n") >= cfg.propagate_min_events)
-    own_evidence = shown | textless
+    # A member whose own traffic is an evaluation-sized run or a product serving people does
+    # not inherit: its marks bound what it obtained, whoever it shares a card or network with.
+    own_evidence = (shown | textless) & ~(evaluation_run() | serves_people())
     # (Whatever the member's own score: a member scoring higher than its cluster may still be
     # below the evidence an account needs to be judged alone, e.g. a handful of exchanges.)
     j = j.filter((pl.col("c_lvl") >= 2) & own_evidence)

@@ -6,7 +6,10 @@ feature name to a comparison such as ``">= 0.6"`` (all must hold), and optionall
 least one must hold: the evidence that separates the rule's stated false positives). Feature names are those of
 ``distillguard.features.account.FEATURES`` (and ``members`` for clusters). ``scope`` says where
 a rule applies: ``account`` (running history), ``window`` (the trailing window, which catches an
-account that changes), ``cluster`` (sums over linked accounts).
+account that changes), ``cluster`` (sums over linked accounts). ``max_action`` (optional, default
+``suspend``) is the strongest action the rule can justify: a rule that reads request shape alone
+(several completions, huge ``max_tokens``, repeated sampling) says *how* an account asks, not
+how much it obtained, and is capped at ``challenge`` (see ``scoring.policy``).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import polars as pl
 import yaml
 
 from ..paths import RULES_DIR
+from ..schema import ACTIONS
 
 LEVEL_WEIGHT = {"informational": 0.1, "low": 0.25, "medium": 0.45, "high": 0.7, "critical": 0.9}
 _OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq}
@@ -43,6 +47,7 @@ class Rule:
     weight: float
     path: str = ""
     any_of: tuple[tuple[str, str, float], ...] = ()
+    max_action: str = "suspend"
 
     def expr(self, prefix: str = "x_", n_col: str = "n") -> pl.Expr:
         """Boolean Polars expression: does the rule fire on a snapshot row?"""
@@ -81,11 +86,14 @@ def parse_rule(doc: dict, path: str = "") -> Rule:
     scope = tuple(doc["scope"])
     if not scope or set(scope) - SCOPES:
         raise ValueError(f"{path}: scope must be a subset of {sorted(SCOPES)}")
+    max_action = str(doc.get("max_action", "suspend"))
+    if max_action not in ACTIONS:
+        raise ValueError(f"{path}: max_action must be one of {', '.join(ACTIONS)}, not {max_action!r}")
     return Rule(
         id=str(doc["id"]), title=doc["title"], description=doc["description"], level=doc["level"],
         reason=doc["reason"], tags=tuple(doc["tags"]), falsepositives=tuple(doc["falsepositives"]),
         min_events=int(det.get("min_events", 1)), conditions=tuple(conds), any_of=tuple(any_of), scope=scope,
-        weight=float(doc.get("weight", LEVEL_WEIGHT[doc["level"]])), path=path,
+        weight=float(doc.get("weight", LEVEL_WEIGHT[doc["level"]])), path=path, max_action=max_action,
     )
 
 
