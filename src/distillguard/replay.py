@@ -20,7 +20,7 @@ import xxhash
 from .features.account import (DAY_COLUMNS, SUM_COLUMNS, VOLUME_WINDOW_MS,
                                asks_share, derive, evaluation_run, harvest_yield, serves_people, snapshots, tick_aggregates)
 from .features.linking import LinkGraph, link_pairs
-from .scoring.model import AccountModel
+from .scoring.model import AccountModel, shrink_by_evidence
 from .scoring.policy import ACTION_LEVEL, Policy
 from .scoring.rules import Rule, fire
 
@@ -72,8 +72,11 @@ def _noisy_or(p: np.ndarray, fired: np.ndarray, weights: np.ndarray) -> np.ndarr
 
 
 def _score_block(df: pl.DataFrame, model: AccountModel, rules: list[Rule], scope: str, prefix: str, n_col: str) -> tuple[np.ndarray, np.ndarray, list[Rule]]:
-    """Fused score for each row of ``df`` in one scope; also the fired matrix and its rules."""
-    p = model.predict_proba(df, prefix)
+    """Fused score for each row of ``df`` in one scope; also the fired matrix and its rules.
+
+    The model's probability is shrunk by the evidence behind the row (``shrink_by_evidence``)
+    before rules are fused in: a rule carries its own ``min_events``."""
+    p = shrink_by_evidence(model.predict_proba(df, prefix), evidence(df, n_col[: -len("n")]) if df.height else np.zeros(0))
     active = [r for r in rules if scope in r.scope]
     if active and df.height:
         fired = fire(df, active, scope, prefix, n_col).select([f"r:{r.id}" for r in active]).to_numpy().astype(bool)
