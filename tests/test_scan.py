@@ -357,15 +357,16 @@ def test_an_agents_tool_loop_is_one_task_while_repeated_sampling_counts_every_ca
 
 
 def test_the_learned_layer_alone_throttles_at_most_and_a_rule_is_needed_to_suspend(tmp_path):
-    """300 sustained, output-maximising, benchmark-shaped asks: with the packaged rules
-    (capability sweep, output-maximising shape) the account is suspended. With no rules at all
+    """1,200 sustained, output-maximising, benchmark-shaped asks (a harvest at scale: 600 novel
+    asks beyond an ordinary stream): with the packaged rules (capability sweep,
+    output-maximising shape) the account is suspended. With no rules at all
     the same scores come from the learned layer alone, and the policy stops at ``throttle``
     (``model_only_max``) unless a provider's policy lets the model suspend on its own."""
     t0 = _ms("2026-11-02T00:00:00Z")
     rows = [{"request_id": f"r-{i}", "ts": t0 + i * 30_000, "account_id": "acct_mo", "model": "frontier-large",
              "n": 4, "max_tokens": 16384, "logprobs": True, "top_logprobs": 10,
              "prompt": f"Question {i}: what is {i} * {i + 7} + {3 * i}?", "input_tokens": 40, "output_tokens": 900, "status": 200}
-            for i in range(300)]
+            for i in range(1200)]
     log = tmp_path / "events.jsonl"
     log.write_bytes(b"\n".join(orjson.dumps(r) for r in rows) + b"\n")
     no_rules = tmp_path / "no-rules"
@@ -430,7 +431,9 @@ def test_a_steady_account_is_judged_the_same_on_a_day_and_on_five_days_of_log(tm
         assert acc["flagged"] == "false"
         scores[days] = float(acc["score"])
     assert scores[1] > 0.001  # (the volume feature does contribute)
-    assert scores[5] == pytest.approx(scores[1], abs=1e-4)
+    # (More exchanges are more evidence: the score's shrinkage towards the prior, n / (n + 3) of
+    # the model's log-odds, differs by a few thousandths between 720 and 3,600 exchanges.)
+    assert scores[5] == pytest.approx(scores[1], abs=5e-3)
 
 
 def test_a_log_without_turns_judges_multi_turn_traffic_by_its_carried_context(tmp_path):

@@ -196,6 +196,8 @@ def _account_pass(ticks: pl.DataFrame, attrs: pl.DataFrame, model: AccountModel,
     sev = snaps.with_columns(pl.Series("_w_ok", w_ok)).select(
         harvest_yield().alias("y"), (evaluation_run() | (serves_people() & window_agrees)).alias("b"))
     strong = may_suspend(f_cum, a_cum) | (may_suspend(f_win, a_win) & w_ok)
+    if ACTION_LEVEL[policy.model_only_max] >= ACTION_LEVEL["suspend"]:
+        strong |= ~ruled  # a provider's policy lets the learned layer suspend on its own
     lvl = policy.severity(lvl, sev["y"].to_numpy(), strong, sev["b"].to_numpy())
     snaps = snaps.with_columns(pl.Series("own", own), pl.Series("lvl", lvl)).with_row_index("_row")
 
