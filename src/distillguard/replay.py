@@ -71,18 +71,23 @@ def _noisy_or(p: np.ndarray, fired: np.ndarray, weights: np.ndarray) -> np.ndarr
     return 1.0 - (1.0 - p) * keep
 
 
-def _score_block(df: pl.DataFrame, model: AccountModel, rules: list[Rule], scope: str, prefix: str, n_col: str) -> tuple[np.ndarray, np.ndarray, list[Rule]]:
+def _score_block(df: pl.DataFrame, model: AccountModel, rules: list[Rule], scope: str, prefix: str, n_col: str,
+                 unshrunk: list | None = None) -> tuple[np.ndarray, np.ndarray, list[Rule]]:
     """Fused score for each row of ``df`` in one scope; also the fired matrix and its rules.
 
     The model's probability is shrunk by the evidence behind the row (``shrink_by_evidence``)
-    before rules are fused in: a rule carries its own ``min_events``."""
-    p = shrink_by_evidence(model.predict_proba(df, prefix), evidence(df, n_col[: -len("n")]) if df.height else np.zeros(0))
+    before rules are fused in: a rule carries its own ``min_events``. ``unshrunk`` (a list),
+    when given, receives the fused score without the shrinkage (the policy's few-events tier)."""
+    raw = model.predict_proba(df, prefix)
+    p = shrink_by_evidence(raw, evidence(df, n_col[: -len("n")]) if df.height else np.zeros(0))
     active = [r for r in rules if scope in r.scope]
     if active and df.height:
         fired = fire(df, active, scope, prefix, n_col).select([f"r:{r.id}" for r in active]).to_numpy().astype(bool)
     else:
         fired = np.zeros((df.height, len(active)), dtype=bool)
     w = np.array([r.weight for r in active], dtype=float)
+    if unshrunk is not None:
+        unshrunk.append(_noisy_or(raw, fired, w))
     return _noisy_or(p, fired, w), fired, active
 
 
@@ -169,17 +174,20 @@ def _account_pass(ticks: pl.DataFrame, attrs: pl.DataFrame, model: AccountModel,
     snaps = snaps.join(attrs.select("account_id", "org"), on="account_id", how="left")
     allowed = (snaps["account_id"].is_in(list(policy.allow_accounts)) | snaps["org"].is_in(list(policy.allow_orgs)).fill_null(False)).to_numpy()
 
-    s_cum, f_cum, a_cum = _score_block(snaps, model, rules, "account", "x_", "n")
-    s_win, f_win, a_win = _score_block(snaps, model, rules, "window", "w_x_", "w_n")
+    raw: list[np.ndarray] = []
+    s_cum, f_cum, a_cum = _score_block(snaps, model, rules, "account", "x_", "n", raw)
+    s_win, f_win, a_win = _score_block(snaps, model, rules, "window", "w_x_", "w_n", raw)
     w_ok = evidence(snaps, "w_") >= cfg.min_window_events
     s_win = np.where(w_ok, s_win, 0.0)
     own = np.maximum(s_cum, s_win)
+    own_raw = np.maximum(raw[0], np.where(w_ok, raw[1], 0.0))
     n_arr = evidence(snaps)
     lvl = policy.levels(own, n_arr, allowed)
     # Too few exchanges to judge an account on its own (unless near-certain, see the policy):
     # it can still be flagged through its cluster.
     # The few-events tier reads extraction asks, as propagation does.
-    lvl = policy.evidence_gate(lvl, own, n_arr, snaps.select(asks_share()).to_series().to_numpy())
+    lvl = policy.evidence_gate(lvl, own_raw, n_arr, snaps.select(asks_share()).to_series().to_numpy(),
+                               few_lvl=policy.levels(own_raw, n_arr, allowed))
     # A reviewed rule is specific evidence and acts at once; the learned layer's verdict alone
     # on a burst waits until the account has been observed for the policy's sustain span, and
     # never goes past the policy's ``model_only_max`` (suspension needs a rule).
@@ -451,9 +459,11 @@ def _cluster_epochs(items: list[tuple[int, np.ndarray, np.ndarray]], accounts: l
                 & (pl.col("single") >= cfg.propagate_textless_min_single * pl.col("n")))
     shown = ((asks_share() >= cfg.propagate_min_extract) | (pl.col("own") >= cfg.propagate_min_own)) & (
         pl.col("n") >= cfg.propagate_min_events)
-    # A member whose own traffic is an evaluation-sized run or a product serving people does
-    # not inherit: its marks bound what it obtained, whoever it shares a card or network with.
-    own_evidence = (shown | textless) & ~(evaluation_run() | serves_people())
+    # A member whose own traffic is a product serving people does not inherit, whoever it
+    # shares a card or network with. (An evaluation-sized member still does: a campaign's
+    # accounts are each small; colleagues running one evaluation are judged as a cluster,
+    # whose summed run is evaluation-sized.)
+    own_evidence = (shown | textless) & ~serves_people()
     # (Whatever the member's own score: a member scoring higher than its cluster may still be
     # below the evidence an account needs to be judged alone, e.g. a handful of exchanges.)
     j = j.filter((pl.col("c_lvl") >= 2) & own_evidence)

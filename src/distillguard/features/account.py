@@ -173,7 +173,7 @@ EVAL_MAX_HOURS = 8
 TENURE_DAYS = 90
 # Follow-up turns: people reacting to answers, which a product serving people carries and a
 # harvester has no use for (a follow-up yields no new item).
-PRODUCT_MIN_FOLLOWUP = 0.1
+PRODUCT_MIN_FOLLOWUP = 0.05
 
 
 def harvest_yield() -> pl.Expr:

@@ -116,15 +116,19 @@ class Policy:
             lvl[allowed & (lvl > 1)] = 1
         return lvl
 
-    def evidence_gate(self, lvl: np.ndarray, score: np.ndarray, events: np.ndarray, asks_share: np.ndarray) -> np.ndarray:
+    def evidence_gate(self, lvl: np.ndarray, score: np.ndarray, events: np.ndarray, asks_share: np.ndarray,
+                      few_lvl: np.ndarray | None = None) -> np.ndarray:
         """Cap at ``monitor`` the rows with too few events to act on, except near-certain cases
         of few events that are all extraction asks (those may reach ``challenge``).
 
         ``asks_share``: share of the account's readable prompts that ask for reasoning, maximal
-        output or grading (exam-shaped content alone is not an ask)."""
+        output or grading (exam-shaped content alone is not an ask). ``score`` and ``few_lvl``
+        (the levels of that score; default ``lvl``) judge the few-events tier: the replay passes
+        the score before its evidence shrinkage there, since "near-certain" is said of what each
+        of a handful of exchanges shows, and the tier asks for more evidence of its own."""
         few = ((events >= self.few_events_min) & (score >= self.few_events_score)
                & (asks_share >= self.few_events_extract))
-        capped = np.where(few, np.minimum(lvl, 2), np.minimum(lvl, 1))
+        capped = np.where(few, np.minimum(lvl if few_lvl is None else few_lvl, 2), np.minimum(lvl, 1))
         return np.where(events >= self.min_events_challenge, lvl, capped).astype(np.int8)
 
     def sustained(self, tick: np.ndarray, first_seen: np.ndarray, lvl: np.ndarray, events: np.ndarray | None = None) -> np.ndarray:
