@@ -202,11 +202,13 @@ def _account_pass(ticks: pl.DataFrame, attrs: pl.DataFrame, model: AccountModel,
     expected = pl.col("w_n") * pl.col("multi") / pl.col("n").clip(lower_bound=1.0)
     window_agrees = ~pl.col("_w_ok") | (w_multi >= 0.5) | (expected < PRODUCT_WINDOW_EXPECTED)
     sev = snaps.with_columns(pl.Series("_w_ok", w_ok)).select(
-        harvest_yield().alias("y"), (evaluation_run() | (serves_people() & window_agrees)).alias("b"))
-    strong = may_suspend(f_cum, a_cum) | (may_suspend(f_win, a_win) & w_ok)
+        harvest_yield().alias("y"), evaluation_run().alias("b"), (serves_people() & window_agrees).alias("p"))
+    harvest_rule = may_suspend(f_cum, a_cum) | (may_suspend(f_win, a_win) & w_ok)
+    strong = harvest_rule.copy()
     if ACTION_LEVEL[policy.model_only_max] >= ACTION_LEVEL["suspend"]:
         strong |= ~ruled  # a provider's policy lets the learned layer suspend on its own
     lvl = policy.severity(lvl, sev["y"].to_numpy(), strong, sev["b"].to_numpy())
+    lvl = policy.severity(lvl, sev["y"].to_numpy(), harvest_rule, product=sev["p"].to_numpy())
     snaps = snaps.with_columns(pl.Series("own", own), pl.Series("lvl", lvl)).with_row_index("_row")
 
     own_flag = snaps.filter(pl.col("lvl") >= 2).group_by("account_id").agg(pl.col("tick").min().alias("t_own"))
