@@ -119,6 +119,11 @@ def test_rules_of_request_shape_alone_cannot_suspend():
     assert all(r.max_action == "suspend" for rid, r in RULES.items() if rid not in ("dg-004", "dg-010"))
 
 
+def test_only_the_hidden_substream_rule_outweighs_a_products_legitimacy():
+    """dg-008 finds a harvester among a reseller's end users: that the rest serves people does not clear it."""
+    assert [rid for rid, r in RULES.items() if r.substream] == ["dg-008"]
+
+
 def test_malformed_rule_is_rejected():
     bad = {"id": "x", "title": "t", "description": "d", "level": "high", "reason": "r", "tags": [], "falsepositives": [],
            "scope": ["account"], "detection": {"all": {"novelty": "about 0.9"}}}

@@ -170,7 +170,8 @@ def test_severity_follows_harvested_yield_and_bounded_purposes():
     assert p.severity(lvl, yield_, suspend_rule, bounded).tolist() == [4, 3, 3, 3, 2, 2, 1]
     # A product serving people: monitor, or challenge against a fired harvest rule.
     product = np.ones(2, dtype=bool)
-    assert p.severity(np.array([4, 4], dtype=np.int8), np.full(2, 5000), np.array([True, False]), product=product).tolist() == [2, 1]
+    assert p.severity(np.array([4, 4], dtype=np.int8), np.full(2, 5000), np.ones(2, dtype=bool), product=product,
+                      hidden=np.array([True, False])).tolist() == [2, 1]
     # Levels are only ever lowered.
     assert p.severity(np.array([0, 1], dtype=np.int8), np.zeros(2), np.ones(2, dtype=bool)).tolist() == [0, 1]
 

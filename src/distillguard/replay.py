@@ -116,6 +116,13 @@ def may_suspend(fired: np.ndarray, active: list[Rule]) -> np.ndarray:
     return fired[:, strong].any(axis=1)
 
 
+def fired_substream(fired: np.ndarray, active: list[Rule]) -> np.ndarray:
+    """Rows where a rule that finds a harvester hidden among other traffic fired (``substream``)."""
+    if fired.size == 0:
+        return np.zeros(fired.shape[0], dtype=bool)
+    return fired[:, np.array([r.substream for r in active], dtype=bool)].any(axis=1)
+
+
 def evidence(df: pl.DataFrame, prefix: str = "") -> np.ndarray:
     """Exchanges a snapshot's verdict rests on: all of them, except the repeats of one request
     inside an agent's tool loop (it resends the user's request at every step; that is one task,
@@ -203,12 +210,11 @@ def _account_pass(ticks: pl.DataFrame, attrs: pl.DataFrame, model: AccountModel,
     window_agrees = ~pl.col("_w_ok") | (w_multi >= 0.5) | (expected < PRODUCT_WINDOW_EXPECTED)
     sev = snaps.with_columns(pl.Series("_w_ok", w_ok)).select(
         harvest_yield().alias("y"), evaluation_run().alias("b"), (serves_people() & window_agrees).alias("p"))
-    harvest_rule = may_suspend(f_cum, a_cum) | (may_suspend(f_win, a_win) & w_ok)
-    strong = harvest_rule.copy()
+    strong = may_suspend(f_cum, a_cum) | (may_suspend(f_win, a_win) & w_ok)
+    hidden = fired_substream(f_cum, a_cum) | (fired_substream(f_win, a_win) & w_ok)
     if ACTION_LEVEL[policy.model_only_max] >= ACTION_LEVEL["suspend"]:
         strong |= ~ruled  # a provider's policy lets the learned layer suspend on its own
-    lvl = policy.severity(lvl, sev["y"].to_numpy(), strong, sev["b"].to_numpy())
-    lvl = policy.severity(lvl, sev["y"].to_numpy(), harvest_rule, product=sev["p"].to_numpy())
+    lvl = policy.severity(lvl, sev["y"].to_numpy(), strong, sev["b"].to_numpy(), product=sev["p"].to_numpy(), hidden=hidden)
     snaps = snaps.with_columns(pl.Series("own", own), pl.Series("lvl", lvl)).with_row_index("_row")
 
     own_flag = snaps.filter(pl.col("lvl") >= 2).group_by("account_id").agg(pl.col("tick").min().alias("t_own"))

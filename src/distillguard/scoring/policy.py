@@ -34,8 +34,9 @@ extraction-shaped prompts beyond an ordinary stream, over the trailing day) of a
 that may suspend (a rule of request shape alone, ``max_action: challenge``, may not). Two kinds
 of evidence cap an account at ``monitor``: an evaluation-sized run (a finite item set over few
 hours, asked the way a harness asks: what it obtains is bounded by the item set) and a product
-serving people (tenure, follow-up turns), both computed in ``features.account``; against a fired
-reviewed harvest rule a product is still capped at ``challenge`` (never throttled or suspended). A takeover of such an account shows up in its trailing window, which must
+serving people (tenure, follow-up turns), both computed in ``features.account``; against a rule
+that finds a harvester hidden among other traffic (``substream``) a product is capped at
+``challenge`` instead (never throttled or suspended). A takeover of such an account shows up in its trailing window, which must
 carry the same marks.
 
 Allow-listed accounts and organisations are capped at ``monitor``: they stay visible to
@@ -145,19 +146,22 @@ class Policy:
         return np.where(held, np.minimum(lvl, 1), lvl).astype(lvl.dtype)
 
     def severity(self, lvl: np.ndarray, harvest_yield: np.ndarray, suspend_rule: np.ndarray,
-                 bounded: np.ndarray | None = None, product: np.ndarray | None = None) -> np.ndarray:
+                 bounded: np.ndarray | None = None, product: np.ndarray | None = None,
+                 hidden: np.ndarray | None = None) -> np.ndarray:
         """Cap each row's level by the evidence of harvesting at scale (see the module docstring).
 
         ``harvest_yield``: distinct prompts obtained beyond an ordinary stream (trailing day);
         ``suspend_rule``: a fired reviewed rule whose ``max_action`` is ``suspend``;
         ``bounded``: rows whose traffic shows an evaluation-sized run (capped at ``monitor``);
         ``product``: rows of a product serving people: capped at ``monitor``, or at ``challenge``
-        when a reviewed harvest rule fired (a reseller's users are people too, and a harvester
-        hidden among them is what dg-008 finds: an analyst looks, nothing is enforced)."""
+        where ``hidden`` (a rule that finds a harvester hidden among other traffic fired: a
+        reseller's users are people too; the product's marks clear the stream, not the
+        substream; an analyst looks, nothing is enforced)."""
         lvl = np.where((lvl >= 4) & ~(suspend_rule & (harvest_yield >= self.suspend_min_yield)), 3, lvl)
         lvl = np.where((lvl >= 3) & (harvest_yield < self.throttle_min_yield), 2, lvl)
         if bounded is not None:
             lvl = np.where(bounded, np.minimum(lvl, 1), lvl)
         if product is not None:
-            lvl = np.where(product, np.minimum(lvl, np.where(suspend_rule, 2, 1)), lvl)
+            cap = np.where(hidden, 2, 1) if hidden is not None else 1
+            lvl = np.where(product, np.minimum(lvl, cap), lvl)
         return lvl.astype(np.int8)

@@ -9,7 +9,10 @@ a rule applies: ``account`` (running history), ``window`` (the trailing window, 
 account that changes), ``cluster`` (sums over linked accounts). ``max_action`` (optional, default
 ``suspend``) is the strongest action the rule can justify: a rule that reads request shape alone
 (several completions, huge ``max_tokens``, repeated sampling) says *how* an account asks, not
-how much it obtained, and is capped at ``challenge`` (see ``scoring.policy``).
+how much it obtained, and is capped at ``challenge`` (see ``scoring.policy``). ``substream: true``
+marks a rule that finds a harvester hidden among other traffic: legitimacy evidence about the
+stream as a whole (a product serving people) caps its verdict at ``challenge`` instead of
+``monitor``.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ class Rule:
     path: str = ""
     any_of: tuple[tuple[str, str, float], ...] = ()
     max_action: str = "suspend"
+    substream: bool = False
 
     def expr(self, prefix: str = "x_", n_col: str = "n") -> pl.Expr:
         """Boolean Polars expression: does the rule fire on a snapshot row?"""
@@ -94,6 +98,7 @@ def parse_rule(doc: dict, path: str = "") -> Rule:
         reason=doc["reason"], tags=tuple(doc["tags"]), falsepositives=tuple(doc["falsepositives"]),
         min_events=int(det.get("min_events", 1)), conditions=tuple(conds), any_of=tuple(any_of), scope=scope,
         weight=float(doc.get("weight", LEVEL_WEIGHT[doc["level"]])), path=path, max_action=max_action,
+        substream=bool(doc.get("substream", False)),
     )
 
 
