@@ -147,7 +147,9 @@ def test_agrees_with_score_py(scanned):
     assert f"{o['precision']:.3f}" == result["precision"]
     assert f"{o['auroc']:.3f}" == result["auroc"]
     assert f"{o['harvest_leakage']:.3f}" == result["leak"]
-    assert res["result_line"] == out.strip().splitlines()[-1].removeprefix("RESULT ")
+    # score.py's line, then the headline count it does not print
+    assert res["result_line"] == (out.strip().splitlines()[-1].removeprefix("RESULT ")
+                                  + f" benign_suspended={o['benign_suspended']}")
     pops = {}
     for line in out.splitlines():
         m = re.match(r"^(\S.*?)\s+accounts=\s*(\d+) flagged=\s*(\d+) rate=([\d.]+)$", line)
@@ -195,7 +197,7 @@ def test_html_escapes_attacker_text(scanned):
     assert "pop&lt;script&gt;x&lt;/script&gt;" in page
     assert "<script" not in page.lower()
     # self-contained: inline SVG charts, nothing fetched
-    assert page.count("<svg") == 4
+    assert page.count("<svg") == 5
     assert not re.search(r"<(link|img|iframe)\b|\bsrc=", page, re.I)
     assert "default-src 'none'" in page
 
@@ -244,7 +246,7 @@ def test_without_events_leakage_and_delays_are_null(tmp_path):
     res = evaluate(labels, scan)
     assert res["leakage"] is None and res["time_to_detect"] is None
     assert res["overall"]["harvest_leakage"] is None
-    assert res["result_line"].endswith("leak=nan")
+    assert res["result_line"].endswith("leak=nan benign_suspended=0")
     assert "no inputs" in res["inputs"]["events_note"]
     assert all(c["median_ttd_s"] is None for c in res["campaigns"])
     json.loads((scan / "eval" / "evaluation.json").read_text())  # strict JSON, no NaN
@@ -292,3 +294,75 @@ def test_render_table_does_not_interpret_markup(scanned):
     text = console.export_text()
     assert "[bold red]x[/]" in text
     assert "0.750" in text and "recall" in text  # recall 6/8
+
+
+def test_benign_accounts_per_action_and_suspended_headline():
+    # strongest action per account; "none" for an account missing from the report
+    rows = [("b1", "benign", "tutor", "none"), ("b2", "benign", "tutor", "monitor"),
+            ("b3", "benign", "tutor", "challenge"), ("b4", "benign", "eval", "suspend"),
+            ("b5", "benign", "eval", "throttle"), ("b6", "benign", "eval", "suspend"),
+            ("a1", "attack", "sweep", "suspend"), ("a2", "attack", "sweep", "monitor"),
+            ("b7", "benign", "eval", None)]
+    labels = pl.DataFrame([(a, lab, pop, "", "") for a, lab, pop, _ in rows], orient="row",
+                          schema=["account_id", "label", "population", "campaign", "attack_start_ts"])
+    flagged = {"challenge", "throttle", "suspend"}
+    report = pl.DataFrame([(a, "0.5", "true" if act in flagged else "false", "", act.upper())
+                           for a, _l, _p, act in rows if act is not None], orient="row",
+                          schema=["account_id", "score", "flagged", "first_flagged_ts", "action"])
+    res = compute(labels, report).result
+    o = res["overall"]
+    assert o["benign_suspended"] == 2
+    assert o["benign_by_action"] == {"monitored": 1, "challenged": 1, "throttled": 1, "suspended": 2}
+    assert res["actions"]["benign"] == {"none": 2, "monitor": 1, "challenge": 1, "throttle": 1,
+                                        "suspend": 2, "unknown": 0}
+    assert res["actions"]["attack"]["suspend"] == 1 and res["actions"]["attack"]["monitor"] == 1
+    per_pop = {p["population"]: (p["flagged"], p["monitored"], p["challenged"], p["throttled"],
+                                 p["suspended"]) for p in res["benign_populations"]}
+    assert per_pop == {"eval": (3, 0, 0, 1, 2), "tutor": (1, 1, 1, 0, 0)}
+    assert res["result_line"].endswith(" benign_suspended=2")
+
+
+def test_brier_score_and_reliability_bins_hand_computed():
+    # scores and labels: (0.9, 1) (0.8, 1) (0.2, 0) (0.1, 0) (0.85, 0) (0.05, 1)
+    rows = [("a", "attack", 0.9), ("b", "attack", 0.8), ("c", "benign", 0.2),
+            ("d", "benign", 0.1), ("e", "benign", 0.85), ("f", "attack", 0.05)]
+    labels = pl.DataFrame([(a, lab, "p", "", "") for a, lab, _ in rows], orient="row",
+                          schema=["account_id", "label", "population", "campaign", "attack_start_ts"])
+    report = pl.DataFrame([(a, str(s), "false", "") for a, _l, s in rows], orient="row",
+                          schema=["account_id", "score", "flagged", "first_flagged_ts"])
+    res = compute(labels, report).result
+    brier = (0.1**2 + 0.2**2 + 0.2**2 + 0.1**2 + 0.85**2 + 0.95**2) / 6
+    assert res["overall"]["brier"] == pytest.approx(brier)
+    c = res["calibration"]
+    assert c["brier"] == pytest.approx(brier) and c["clipped"] == 0
+    bins = {(round(b["lo"], 1), round(b["hi"], 1)): (b["accounts"], b["attack"]) for b in c["bins"]}
+    # 0.05 -> [0.0, 0.1); 0.1 -> [0.1, 0.2); 0.2 -> [0.2, 0.3); 0.8, 0.85 -> [0.8, 0.9); 0.9 -> [0.9, 1.0]
+    assert bins == {(0.0, 0.1): (1, 1), (0.1, 0.2): (1, 0), (0.2, 0.3): (1, 0),
+                    (0.8, 0.9): (2, 1), (0.9, 1.0): (1, 1)}
+    top = next(b for b in c["bins"] if round(b["lo"], 1) == 0.8)
+    assert top["mean_score"] == pytest.approx(0.825) and top["attack_rate"] == pytest.approx(0.5)
+    ece = (abs(0.05 - 1) + abs(0.1 - 0) + abs(0.2 - 0) + 2 * abs(0.825 - 0.5) + abs(0.9 - 1)) / 6
+    assert c["ece"] == pytest.approx(ece)
+
+
+def test_scores_outside_the_unit_interval_are_clipped_and_counted():
+    labels = pl.DataFrame([("a", "attack", "p", "", ""), ("b", "benign", "p", "", "")], orient="row",
+                          schema=["account_id", "label", "population", "campaign", "attack_start_ts"])
+    report = pl.DataFrame([("a", "7", "true", ""), ("b", "-1", "false", "")], orient="row",
+                          schema=["account_id", "score", "flagged", "first_flagged_ts"])
+    c = compute(labels, report).result["calibration"]
+    assert c["clipped"] == 2 and c["brier"] == pytest.approx(0.0)
+
+
+def test_render_table_fits_80_columns_with_the_action_and_calibration_rows(scanned):
+    from rich.console import Console
+
+    res = json.loads(json.dumps(scanned[3]))  # a copy: other tests share the result
+    res["populations"][0]["population"] = "target_only_sweep/c35_target"
+    res["time_to_detect"]["p90_s"] = 999.9 * 60
+    console = Console(record=True, width=200)
+    console.print(render_table(res))
+    lines = console.export_text().splitlines()
+    assert max(len(line) for line in lines) <= 80
+    text = "\n".join(lines)
+    assert "benign suspended" in text and "Brier score" in text

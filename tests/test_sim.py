@@ -19,6 +19,10 @@ from distillguard.schema import FIELD_KINDS, LABELS_COLUMNS, REQUIRED
 from distillguard.sim import simulate
 from distillguard.sim.params import ATTACK_POPULATIONS, BENIGN_POPULATIONS
 
+# Agent-traffic fields of events.md (2026-12-07), checked here by their documented types
+# whether or not the reader's schema types them yet.
+AGENT_FIELD_KINDS = {"tool_names": "strlist", "message_count": "int", "last_role": "str", "output_tool_calls": "int"}
+KINDS = {**FIELD_KINDS, **AGENT_FIELD_KINDS}
 RFC3339_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 CAMPAIGN = re.compile(r"^c\d{2}_[a-z]+$")
 
@@ -51,6 +55,8 @@ def _kind_ok(kind: str, v) -> bool:
         return isinstance(v, (int, float)) and not isinstance(v, bool)
     if kind == "bool":
         return isinstance(v, bool)
+    if kind == "strlist":
+        return isinstance(v, list) and all(isinstance(x, str) for x in v)
     if kind == "ts":
         return (isinstance(v, str) and RFC3339_MS.match(v) is not None) or (
             isinstance(v, int) and not isinstance(v, bool)
@@ -96,9 +102,9 @@ def test_events_follow_the_spec(dev_run):
         for f in REQUIRED:
             assert e.get(f) is not None, f
         for k, v in e.items():
-            assert k in FIELD_KINDS, k  # the simulator writes only contract fields
+            assert k in KINDS, k  # the simulator writes only contract fields
             if v is not None:
-                assert _kind_ok(FIELD_KINDS[k], v), (k, v)
+                assert _kind_ok(KINDS[k], v), (k, v)
         assert RFC3339_MS.match(e["ts"])
         if e.get("prompt") and e.get("prompt_sha256"):
             assert hashlib.sha256(e["prompt"].encode()).hexdigest() == e["prompt_sha256"]
@@ -130,7 +136,8 @@ def test_attack_start_is_the_first_attack_phase_exchange(dev_run):
 
 
 def test_every_population_present_at_scale_one(tmp_path):
-    summary = simulate(tmp_path, seed=7, hours=0.5, scale=1.0, split="dev")
+    # Two hours: a few dozen human-paced students sweeping together may all be idle for half an hour.
+    summary = simulate(tmp_path, seed=7, hours=2, scale=1.0, split="dev")
     _, rows = read_labels(tmp_path)
     pops = {r["population"] for r in rows}
     assert pops == set(BENIGN_POPULATIONS) | set(ATTACK_POPULATIONS)
@@ -158,7 +165,7 @@ def test_account_counts_at_scale_one(split):
     )
     accounts = build_accounts(ctx)
     n_attack = sum(a.label == "attack" for a in accounts)
-    assert 150 <= n_attack <= 300
+    assert 150 <= n_attack <= 450
     assert 2000 <= len(accounts) - n_attack <= 4000
     assert len({a.account_id for a in accounts}) == len(accounts)
 
@@ -226,3 +233,188 @@ def test_every_attacking_account_has_its_attack_start(dev_run):
     out, _ = dev_run
     _, rows = read_labels(out)
     assert rows and all(bool(r["attack_start_ts"]) == (r["label"] == "attack") for r in rows)
+
+
+# --- the populations of issue 22: agent harvesting, target-only sweeps, tutors, pass@k ----------
+
+NEW_POPULATIONS = ("agent_harvest", "target_only_sweep", "tutor_product", "passk_eval")
+
+
+@pytest.fixture(scope="module", params=["dev", "holdout"])
+def day_run(request, tmp_path_factory) -> tuple[str, list[dict], dict[str, dict]]:
+    """A full day at reduced scale with typo-free student phrasing (so items can be matched)."""
+    from distillguard.sim.params import PARAMS
+
+    split = request.param
+    out = tmp_path_factory.mktemp(f"day_{split}")
+    mp = pytest.MonkeyPatch()
+    mp.setitem(PARAMS[split]["target_only_sweep"], "typo_rate", (0.0, 0.0))
+    try:
+        simulate(out, seed=11, hours=24, scale=0.3, split=split)
+    finally:
+        mp.undo()
+    _, rows = read_labels(out)
+    return split, read_events(out), {r["account_id"]: r for r in rows}
+
+
+def _by_population(events: list[dict], labels: dict[str, dict], pop: str) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for e in events:
+        if labels[e["account_id"]]["population"] == pop:
+            out.setdefault(e["account_id"], []).append(e)
+    return out
+
+
+def test_new_populations_exist_in_both_splits_with_valid_fields(day_run):
+    split, events, labels = day_run
+    pops = {r["population"] for r in labels.values()}
+    assert set(NEW_POPULATIONS) <= pops, split
+    for r in labels.values():
+        if r["population"] in ("agent_harvest", "target_only_sweep"):
+            assert r["label"] == "attack" and CAMPAIGN.match(r["campaign"])
+        elif r["population"] in ("tutor_product", "passk_eval"):
+            assert r["label"] == "benign" and r["campaign"] == ""
+    n = 0
+    for e in events:
+        if labels[e["account_id"]]["population"] in NEW_POPULATIONS:
+            n += 1
+            for k, v in e.items():
+                assert k in KINDS, k
+                if v is not None:
+                    assert _kind_ok(KINDS[k], v), (k, v)
+            if e.get("last_role") is not None:
+                assert e["last_role"] in ("user", "tool", "assistant", "system")
+    assert n > 1000
+
+
+@pytest.mark.parametrize("pop", ["agent_harvest", "coding_agent"])
+def test_agent_sessions_carry_consistent_agent_fields(day_run, pop):
+    """One model call per step: the first ends with the user's message, every later one with a
+    tool result, and two messages (tool call, tool result) are added per step."""
+    _, events, labels = day_run
+    steps: dict[tuple, list[dict]] = {}
+    for accts in _by_population(events, labels, pop).values():
+        for e in accts:
+            if e.get("message_count") is not None and e.get("conversation_id"):
+                steps.setdefault((e["conversation_id"], e.get("turn")), []).append(e)
+    assert len(steps) > 5
+    for calls in steps.values():
+        counts = [e["message_count"] for e in calls]
+        assert counts == list(range(counts[0], counts[0] + 2 * len(calls), 2))
+        assert calls[0]["last_role"] == "user"
+        assert all(e["last_role"] == "tool" for e in calls[1:])
+        for e in calls:
+            assert e["tool_count"] == len(e["tool_names"]) > 0
+            if e.get("status") == 200:
+                assert (e["output_tool_calls"] > 0) == (e.get("finish_reason") == "tool_calls")
+
+
+def test_agent_harvest_runs_new_tasks_round_the_clock(day_run):
+    _, events, labels = day_run
+    accounts = _by_population(events, labels, "agent_harvest")
+    hours = {int(e["ts"][11:13]) for evs in accounts.values() for e in evs}
+    assert len(hours) == 24  # no diurnal off-time
+    for evs in accounts.values():
+        first = {}
+        for e in evs:
+            if e.get("prompt") and e.get("conversation_id"):
+                first.setdefault(e["conversation_id"], e["prompt"])
+        if len(first) >= 4:
+            # every session a new task (a pass over the task space takes longer than a day)
+            assert len(set(first.values())) == len(first)
+
+
+def _student_item(prompt: str, templates: list[str], items: dict[str, int]) -> int | None:
+    for t in templates:
+        head, tail = t.split("{q}")
+        if prompt.startswith(head) and prompt.endswith(tail):
+            q = prompt[len(head) : len(prompt) - len(tail)] if tail else prompt[len(head) :]
+            if q in items:
+                return items[q]
+    return None
+
+
+def test_target_only_sweep_accounts_share_no_infrastructure_and_split_the_items(day_run):
+    from distillguard.sim.corpora import load_corpora
+    from distillguard.sim.engine import resolve_data_dir
+    from distillguard.sim.wrappers import STUDENT
+
+    split, events, labels = day_run
+    corpora = load_corpora(resolve_data_dir(None)[0], split)
+    items = {it.text: j for j, it in enumerate(it for v in corpora.harvest.values() for it in v)}
+    templates = sorted({t for ts in STUDENT[split].values() for t in ts}, key=len, reverse=True)
+    campaigns: dict[str, dict[str, list[dict]]] = {}
+    for aid, evs in _by_population(events, labels, "target_only_sweep").items():
+        campaigns.setdefault(labels[aid]["campaign"], {})[aid] = evs
+    assert len(campaigns) >= 2
+    matched = 0
+    for accts in campaigns.values():
+        for field in ("payment_fingerprint", "client_ip", "api_key_id"):
+            owner: dict[str, str] = {}
+            for aid, evs in accts.items():
+                for v in {e.get(field) for e in evs} - {None}:
+                    assert owner.setdefault(v, aid) == aid, (field, v)
+        asked: dict[int, str] = {}
+        for aid, evs in accts.items():
+            for e in evs:
+                if e.get("turn") == 1 and e.get("prompt"):
+                    j = _student_item(e["prompt"], templates, items)
+                    if j is not None:
+                        matched += 1
+                        assert asked.setdefault(j, aid) == aid  # no item asked by two accounts
+    assert matched > 50
+
+
+def test_tutor_items_repeat_across_students_with_follow_ups(day_run):
+    _, events, labels = day_run
+    tutors = _by_population(events, labels, "tutor_product")
+    assert tutors
+    for evs in tutors.values():
+        assert len({e.get("system_prompt") for e in evs} - {None}) <= 1  # one product template
+        assert len({e.get("org_id") for e in evs}) == 1
+    evs = max(tutors.values(), key=len)
+    firsts = [e["prompt"] for e in evs if e.get("turn") == 1 and e.get("prompt")]
+    if firsts:  # zero-retention tutors log no text
+        top = max(set(firsts), key=firsts.count)
+        assert firsts.count(top) >= 5  # a popular homework problem, asked by many students
+    turns = {}
+    for e in evs:
+        turns.setdefault(e["conversation_id"], []).append(e["turn"])
+    follow = [t for t in turns.values() if len(t) > 1]
+    assert follow and all(t == list(range(1, len(t) + 1)) for t in follow)
+    assert 0.05 < len(follow) / len(turns) < 0.7
+    assert len({int(e["ts"][11:13]) for e in evs}) >= 20  # 24/7 service
+
+
+def test_passk_evaluations_sample_repeatedly_in_bursts_that_end(day_run):
+    from datetime import datetime
+
+    _, events, labels = day_run
+    runs = _by_population(events, labels, "passk_eval")
+    assert len(runs) >= 5
+    end = max(datetime.fromisoformat(e["ts"]) for e in events)
+    ended = 0
+    prompt_owners: dict[str, set[str]] = {}
+    for aid, evs in runs.items():
+        for e in evs:
+            assert e.get("max_tokens", 16384) >= 16384
+            if e.get("n") is not None:
+                assert e["n"] >= 6 and e.get("temperature", 1.0) > 0
+            if e.get("prompt"):
+                prompt_owners.setdefault(e["prompt"], set()).add(aid)
+        prompts = {e.get("prompt") or e.get("prompt_sha256") for e in evs}
+        assert len(prompts) <= 500  # a finite item set
+        if (end - datetime.fromisoformat(evs[-1]["ts"])).total_seconds() > 3600:
+            ended += 1
+    assert ended >= len(runs) // 2  # most runs are over well before the log ends
+    # unrelated institutions send identical prompts: one public template over one public benchmark
+    shared = [a for a in prompt_owners.values() if len({labels[x]["account_id"] for x in a}) > 1]
+    domains = {aid: {e.get("email_domain") for e in evs} for aid, evs in runs.items()}
+    assert any(len({d for a in accts for d in domains[a]}) > 1 for accts in shared)
+    # colleagues: several accounts on one university domain and one campus network
+    lab = {}
+    for aid, evs in runs.items():
+        for e in evs:
+            if e.get("email_domain") and e.get("asn"):
+                lab.setdefault((e["email_domain"], e["asn"]), set()).add(aid)
+    assert max(len(v) for v in lab.values()) >= 2

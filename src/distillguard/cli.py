@@ -97,7 +97,8 @@ def evaluate(
 
     res = run_eval(labels, scan_dir, events=events or None, out_dir=out)
     console.print(render_table(res))
-    console.print("RESULT " + res["result_line"], markup=False)
+    # One line whatever the terminal width: scripts grep it.
+    console.print("RESULT " + res["result_line"], markup=False, soft_wrap=True)
     console.print(f"report: {(out or scan_dir / 'eval') / 'report.html'}", markup=False)
 
 

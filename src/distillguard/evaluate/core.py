@@ -26,10 +26,12 @@ class Evaluation:
 
 
 def _result_line(o: dict) -> str:
-    """score.py's ``RESULT`` line (without the prefix), None printed as ``nan``."""
+    """score.py's ``RESULT`` line (without the prefix), None printed as ``nan``, followed by
+    ``benign_suspended=N``: the headline count score.py does not print."""
     f = lambda x, d=3: "nan" if x is None else f"{x:.{d}f}"  # noqa: E731
     return (f"recall={f(o['recall'])} fpr={f(o['fpr'], 4)} precision={f(o['precision'])} "
-            f"auroc={f(o['auroc'])} leak={f(o['harvest_leakage'])}")
+            f"auroc={f(o['auroc'])} leak={f(o['harvest_leakage'])} "
+            f"benign_suspended={o['benign_suspended']}")
 
 
 def compute(labels: pl.DataFrame, report: pl.DataFrame, events: pl.DataFrame | None = None,
@@ -66,8 +68,13 @@ def compute(labels: pl.DataFrame, report: pl.DataFrame, events: pl.DataFrame | N
     leak = None if phase is None else metrics.leakage(phase, duplicates)
     n_camp, n_det = camp.height, int(camp["detected"].sum())
     missing = acc.filter(~pl.col("in_report"))
+    actions = metrics.action_counts(acc)
+    calib = metrics.calibration(acc)
     overall = {
         **cls,
+        "benign_suspended": actions["benign"]["suspend"],
+        "benign_by_action": {name: actions["benign"][a] for a, name in metrics.ACTION_NAMES.items()},
+        "brier": calib["brier"],
         "harvest_leakage": None if leak is None else leak["harvest_leakage"],
         "campaigns": n_camp,
         "campaigns_detected": n_det,
@@ -78,6 +85,8 @@ def compute(labels: pl.DataFrame, report: pl.DataFrame, events: pl.DataFrame | N
         "result_line": _result_line(overall),
         "populations": pops.drop("attack_accounts").to_dicts(),
         "benign_populations": metrics.benign_rates(acc).to_dicts(),
+        "actions": actions,
+        "calibration": calib,
         "campaigns": metrics.campaign_records(camp),
         "time_to_detect": None if events is None else metrics.time_to_detect(att),
         "leakage": leak,
@@ -107,6 +116,7 @@ def charts(ev: Evaluation) -> dict[str, str]:
         "rates": plots.flag_rate_svg(ev.populations),
         "ttd": plots.ttd_svg(ttd_s, ttd.get("median_s"), ttd.get("p90_s"), o["fn"]),
         "leak": plots.leakage_timeline_svg(ev.phase),
+        "reliability": plots.reliability_svg(ev.result["calibration"]),
     }
 
 
@@ -117,7 +127,9 @@ def evaluate(labels_csv: str | Path, scan_dir: str | Path, *,
 
     Agrees with ``shared/tools/score.py`` on per-population flag rates, recall,
     false-positive rate, precision, AUROC and harvest leakage, and adds per-benign-population
-    false-positive rates, campaign-level recall, time-to-detect and a coverage check.
+    false-positive rates, benign accounts per action (``benign_suspended`` is a headline
+    figure), calibration of the scores (Brier score, reliability table), campaign-level
+    recall, time-to-detect and a coverage check.
 
     Parameters
     ----------

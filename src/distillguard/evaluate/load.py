@@ -17,7 +17,7 @@ from pathlib import Path
 import polars as pl
 
 LABEL_COLUMNS = ("account_id", "label", "population", "campaign", "attack_start_ts")
-REPORT_COLUMNS = ("account_id", "score", "flagged", "first_flagged_ts")
+REPORT_COLUMNS = ("account_id", "score", "flagged", "first_flagged_ts", "action")
 
 # The scan writes RFC 3339 with a "Z" or numeric offset; this one format covers both once
 # "Z" is rewritten, and the rare other shapes fall back to datetime.fromisoformat.
@@ -63,8 +63,8 @@ def read_report(path: str | Path) -> pl.DataFrame:
     Returns
     -------
     polars.DataFrame
-        ``account_id, score, flagged, first_flagged_ts`` as text, one row per account
-        (last row wins).
+        ``account_id, score, flagged, first_flagged_ts, action`` as text, one row per
+        account (last row wins); ``action`` is empty when the report has no such column.
     """
     df = _read_text_csv(path, REPORT_COLUMNS)
     return df.select(REPORT_COLUMNS).unique(subset="account_id", keep="last", maintain_order=True)

@@ -19,12 +19,18 @@ import math
 
 import numpy as np
 import polars as pl
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import brier_score_loss, roc_auc_score
 
 from distillguard.evaluate.load import parse_ts_us
 
 _TRUE = ["1", "true", "yes", "t"]  # score.py's truthy()
 US_PER_S = 1_000_000
+# Graded actions of shared/spec/report.md, weakest first; "none" also stands for accounts
+# missing from the report. An account's action is the strongest it reached.
+ACTIONS = ("none", "monitor", "challenge", "throttle", "suspend")
+# Past-tense names used as keys and column headers for benign accounts per action.
+ACTION_NAMES = {"monitor": "monitored", "challenge": "challenged", "throttle": "throttled", "suspend": "suspended"}
+CALIBRATION_BINS = 10
 
 
 def _ratio(num: int, den: int) -> float:
@@ -46,13 +52,15 @@ def join_accounts(labels: pl.DataFrame, report: pl.DataFrame) -> tuple[pl.DataFr
     labels : polars.DataFrame
         Text columns ``account_id, label, population, campaign, attack_start_ts``.
     report : polars.DataFrame
-        Text columns ``account_id, score, flagged, first_flagged_ts`` from accounts.csv.
+        Text columns ``account_id, score, flagged, first_flagged_ts, action`` from accounts.csv.
 
     Returns
     -------
     accounts : polars.DataFrame
         One row per labelled account: ``account_id, label, population, campaign, key,
-        is_attack, in_report, flagged, score, first_us, start_us`` (times in epoch µs).
+        is_attack, in_report, flagged, score, first_us, start_us, action`` (times in epoch
+        µs; ``action`` is one of :data:`ACTIONS`, ``none`` when the account is missing from
+        the report, or ``unknown`` when the report gives no recognised action).
     warnings : list of str
         Problems worth showing (unparsable timestamps), never fatal.
     """
@@ -63,6 +71,8 @@ def join_accounts(labels: pl.DataFrame, report: pl.DataFrame) -> tuple[pl.DataFr
         warnings.append(f"{bad_first} unparsable first_flagged_ts value(s) in accounts.csv")
     if bad_start:
         warnings.append(f"{bad_start} unparsable attack_start_ts value(s) in the labels")
+    if "action" not in report.columns:  # a report frame built without the column
+        report = report.with_columns(pl.lit("", dtype=pl.String).alias("action"))
     rep = report.select(
         "account_id",
         pl.col("flagged").str.strip_chars().str.to_lowercase().is_in(_TRUE).alias("flagged"),
@@ -70,6 +80,7 @@ def join_accounts(labels: pl.DataFrame, report: pl.DataFrame) -> tuple[pl.DataFr
         pl.col("score").cast(pl.Float64, strict=False).fill_null(0.0).fill_nan(0.0).alias("score"),
         first_us.alias("first_us"),
         pl.lit(True).alias("in_report"),
+        pl.col("action").str.strip_chars().str.to_lowercase().alias("action"),
     )
     campaign = pl.col("campaign")
     df = (
@@ -79,6 +90,10 @@ def join_accounts(labels: pl.DataFrame, report: pl.DataFrame) -> tuple[pl.DataFr
             pl.col("flagged").fill_null(False),
             pl.col("score").fill_null(0.0),
             pl.col("in_report").fill_null(False),
+            pl.when(pl.col("action").is_null()).then(pl.lit("none"))
+            .when(pl.col("action").is_in(ACTIONS)).then(pl.col("action"))
+            .otherwise(pl.lit("unknown"))
+            .alias("action"),
             (pl.col("label") == "attack").alias("is_attack"),
             pl.when(campaign != "")
             .then(pl.col("population") + "/" + campaign)
@@ -163,16 +178,89 @@ def benign_rates(acc: pl.DataFrame) -> pl.DataFrame:
     Returns
     -------
     polars.DataFrame
-        ``population, accounts, flagged, rate`` over benign accounts only, by key.
+        ``population, accounts, flagged, rate, monitored, challenged, throttled, suspended``
+        over benign accounts only, by key (the last four count the strongest action reached).
     """
     return (
         acc.filter(~pl.col("is_attack"))
         .group_by("key")
-        .agg(accounts=pl.len(), flagged=pl.col("flagged").sum())
+        .agg(
+            accounts=pl.len(),
+            flagged=pl.col("flagged").sum(),
+            **{name: (pl.col("action") == a).sum() for a, name in ACTION_NAMES.items()},
+        )
         .with_columns((pl.col("flagged") / pl.col("accounts")).alias("rate"))
         .rename({"key": "population"})
+        .select("population", "accounts", "flagged", "rate", *ACTION_NAMES.values())
         .sort("population")
     )
+
+
+def action_counts(acc: pl.DataFrame) -> dict:
+    """Accounts per strongest action reached, for benign and for attack accounts.
+
+    Returns
+    -------
+    dict
+        ``{"benign": {action: n}, "attack": {action: n}}`` over :data:`ACTIONS` plus
+        ``unknown`` (a report without a recognised ``action`` value).
+    """
+    out = {}
+    for kind, mask in (("benign", ~pl.col("is_attack")), ("attack", pl.col("is_attack"))):
+        counts = dict(acc.filter(mask).group_by("action").len().iter_rows())
+        out[kind] = {a: int(counts.get(a, 0)) for a in (*ACTIONS, "unknown")}
+    return out
+
+
+def calibration(acc: pl.DataFrame, bins: int = CALIBRATION_BINS) -> dict:
+    """Brier score and reliability table of the account scores against the labels.
+
+    The score is read as the probability that the account harvests. Scores outside [0, 1]
+    are clipped (and counted), so a report that breaks the contract still gets a number.
+
+    Parameters
+    ----------
+    acc : polars.DataFrame
+        Output of :func:`join_accounts` (missing accounts score 0, as everywhere here).
+    bins : int
+        Equal-width score bins of the reliability table.
+
+    Returns
+    -------
+    dict
+        ``brier`` (mean squared gap between score and label; None without accounts),
+        ``ece`` (expected calibration error: bin-size-weighted mean |mean score − attack
+        share|), ``clipped`` and ``bins``: one row per non-empty bin with ``lo, hi,
+        accounts, attack, mean_score, attack_rate``.
+    """
+    if acc.height == 0:
+        return {"brier": None, "ece": None, "clipped": 0, "bins": []}
+    raw = acc["score"].to_numpy().astype(float)
+    p = np.clip(raw, 0.0, 1.0)
+    y = acc["is_attack"].to_numpy().astype(int)
+    brier = float(brier_score_loss(y, p)) if len(set(y)) > 1 else float(np.mean((p - y) ** 2))
+    idx = np.minimum((p * bins).astype(int), bins - 1)
+    table = (
+        pl.DataFrame({"bin": idx, "score": p, "attack": y})
+        .group_by("bin")
+        .agg(accounts=pl.len(), attack=pl.col("attack").sum(), mean_score=pl.col("score").mean())
+        .with_columns(
+            (pl.col("attack") / pl.col("accounts")).alias("attack_rate"),
+            (pl.col("bin") / bins).round(6).alias("lo"),
+            ((pl.col("bin") + 1) / bins).round(6).alias("hi"),
+        )
+        .sort("bin")
+        .select("lo", "hi", "accounts", "attack", "mean_score", "attack_rate")
+    )
+    ece = float(
+        (table["accounts"] * (table["mean_score"] - table["attack_rate"]).abs()).sum() / acc.height
+    )
+    return {
+        "brier": brier,
+        "ece": ece,
+        "clipped": int(((raw < 0) | (raw > 1)).sum()),
+        "bins": table.to_dicts(),
+    }
 
 
 def attack_frame(acc: pl.DataFrame, events: pl.DataFrame | None) -> pl.DataFrame:

@@ -215,3 +215,34 @@ def leakage_timeline_svg(phase: pl.DataFrame | None, bins: int = 200) -> str:
         ax.legend(loc="upper left", frameon=False)
         fig.autofmt_xdate()
         return _svg(fig)
+
+
+def reliability_svg(calib: dict) -> str:
+    """Reliability diagram: attack share against mean score per score bin.
+
+    Parameters
+    ----------
+    calib : dict
+        :func:`distillguard.evaluate.metrics.calibration`'s result. Marker area grows with
+        the bin's account count (log scale), so a bin of three accounts does not read like
+        one of three thousand.
+    """
+    rows = calib.get("bins") or []
+    if not rows:
+        return _empty("reliability", "no scored accounts")
+    x = np.array([r["mean_score"] for r in rows], dtype=float)
+    y = np.array([r["attack_rate"] for r in rows], dtype=float)
+    n = np.array([r["accounts"] for r in rows], dtype=float)
+    with _style("reliability"):
+        fig = _figure(4.6, 4.2)
+        ax = fig.add_subplot()
+        ax.plot([0, 1], [0, 1], ls="--", lw=0.8, color="#999", label="perfectly calibrated")
+        ax.plot(x, y, lw=1.2, color=ATTACK_COLOR)
+        ax.scatter(x, y, s=12 + 18 * np.log10(n + 1), color=ATTACK_COLOR, zorder=3,
+                   label=f"score bins (Brier {calib['brier']:.4f})")
+        ax.set_xlabel("mean score in bin")
+        ax.set_ylabel("share of attack accounts in bin")
+        ax.set_xlim(-0.01, 1.01)
+        ax.set_ylim(-0.01, 1.01)
+        ax.legend(loc="upper left", frameon=False)
+        return _svg(fig)

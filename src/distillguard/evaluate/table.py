@@ -14,6 +14,13 @@ def _min(seconds) -> str:
     return "—" if seconds is None else f"{seconds / 60.0:.1f} min"
 
 
+def _min_pair(a, b) -> str:
+    """``25.0/75.0 min``: two durations sharing one unit, to keep the column narrow."""
+    if a is None or b is None:
+        return f"{_min(a)} / {_min(b)}"
+    return f"{a / 60.0:.1f}/{b / 60.0:.1f} min"
+
+
 def render_table(result: dict) -> Table:
     """Per-population rows followed by an overall block.
 
@@ -29,7 +36,9 @@ def render_table(result: dict) -> Table:
         read as console markup.
     """
     t = Table(title="distillguard evaluate", title_justify="left")
-    t.add_column("population", min_width=30, overflow="fold")
+    # 28 wide keeps the table within 80 columns for keys up to 28 characters
+    # ("target_only_sweep/c35_target"); longer keys fold onto a second line.
+    t.add_column("population", min_width=28, overflow="fold")
     t.add_column("kind")
     t.add_column("accounts", justify="right")
     t.add_column("flagged", justify="right")
@@ -47,10 +56,13 @@ def render_table(result: dict) -> Table:
         ("precision", _f(o["precision"])),
         ("AUROC", _f(o["auroc"])),
         ("harvest leakage", _f(o["harvest_leakage"])),
+        ("benign suspended", str(o["benign_suspended"])),
+        ("benign monitor/chall./thr.", "{monitored}/{challenged}/{throttled}".format(**o["benign_by_action"])),
+        ("Brier score", _f(o["brier"], 4)),
         ("campaign recall", f"{_f(o['campaign_recall'])} "
                             f"({o['campaigns_detected']}/{o['campaigns']})"),
-        ("time to detect median / p90", f"{_min(ttd.get('median_s'))} / {_min(ttd.get('p90_s'))}"),
-        ("attack accounts never flagged", str(o["fn"])),
+        ("time to detect median / p90", _min_pair(ttd.get("median_s"), ttd.get("p90_s"))),
+        ("attack never flagged", str(o["fn"])),
         ("missing from report", str(result["missing_from_report"]["count"])),
     ]
     for name, value in rows:

@@ -13,6 +13,7 @@ import random
 from collections.abc import Iterator
 
 from distillguard.sim import identity as idn
+from distillguard.sim.agents import agent_session, concurrent_sessions
 from distillguard.sim.benign import person_events, router_events, router_setup
 from distillguard.sim.context import (
     Account,
@@ -28,11 +29,17 @@ from distillguard.sim.context import (
     rfc3339_ms,
 )
 from distillguard.sim.corpora import Item
-from distillguard.sim.exchange import Caller, Style, random_log_profile
+from distillguard.sim.exchange import Caller, Style, approx_tokens, lognormal_int, random_log_profile
 from distillguard.sim.params import CODE_SOURCES, HARVEST_SOURCES
 from distillguard.sim.rng import lognormal_between
-from distillguard.sim.timing import curve_arrivals, gamma_gap, human_sessions, renewal
+from distillguard.sim.timing import curve_arrivals, gamma_gap, human_sessions, poisson, renewal
 from distillguard.sim.wrappers import (
+    AGENT_CODE_TASK,
+    AGENT_CODE_TOOLS,
+    AGENT_HARVEST_SYSTEM,
+    AGENT_REASONING_TOOLS,
+    AGENT_SYSTEM,
+    AGENT_TOOL_TASK,
     COT,
     HARVEST,
     HARVEST_CODE,
@@ -40,8 +47,11 @@ from distillguard.sim.wrappers import (
     MULTILINGUAL,
     RUBRIC_PAIR,
     RUBRIC_SINGLE,
+    STUDENT,
+    STUDENT_FOLLOWUP,
     fill,
     paraphrased_wrapper,
+    student_typos,
 )
 
 _LANG_COUNTRY = {
@@ -689,3 +699,228 @@ def build_reseller_mixed(ctx: Ctx, names: CampaignNames) -> list[Account]:
         chat = router_events(ctx, ctx.rng("reseller_chat", c), caller, rps, prof, pcont)
         out.append(_attack(aid, "reseller_mixed", camp, _merge(chat, harvest), start if part_way else None))
     return out
+
+
+# --- agent-trajectory harvesting ---------------------------------------------------------------
+
+
+def _agent_task_space(ctx: Ctx, rng: random.Random, kind: str) -> list[tuple[str, tuple | None, tuple | None]]:
+    """A campaign's broad task space: ``(task message, real step shape or None, real tools or None)``.
+
+    Coding: real SWE-bench-style agent tasks (with their real step sizes) plus MBPP/HumanEval
+    and organic coding requests framed as repository tasks. Reasoning: word problems, MATH,
+    instructions and MT-bench questions framed as tool-use tasks.
+    """
+    out: list[tuple[str, tuple | None, tuple | None]] = []
+    if kind in ("coding", "mixed"):
+        out += [(t.text, t.steps, t.tools) for t in ctx.corpora.agent_tasks]
+        wraps = AGENT_CODE_TASK[ctx.split]
+        code_items = ctx.harvest_pool(ctx.available(["mbpp", "humaneval"]))
+        out += [(fill(rng.choice(wraps), it.text), None, None) for it in code_items]
+        out += [(fill(rng.choice(wraps), q), None, None) for q in ctx.corpora.code_requests[:400]]
+    if kind in ("reasoning", "mixed") or not out:
+        wraps = AGENT_TOOL_TASK[ctx.split]
+        names = ["gsm8k_train", "math", "alpaca", "self_instruct_seed", "mt_bench", "vicuna_bench"]
+        out += [(fill(rng.choice(wraps), it.text), None, None) for it in ctx.harvest_pool(ctx.available(names))]
+    rng.shuffle(out)
+    return out
+
+
+def build_agent_harvest(ctx: Ctx, names: CampaignNames) -> list[Account]:
+    """Agent sessions round the clock, every session a new task from a broad task space.
+
+    Each campaign is one variant from the split's list (coding or tool-use/reasoning tasks,
+    a hydra of many accounts or a few busy ones, steady or curve-shaped pace). Accounts take
+    every K-th task of the campaign's space, so no task repeats within a pass.
+    """
+    P = ctx.P["agent_harvest"]
+    real_shapes = [t.steps for t in ctx.corpora.agent_tasks]
+    out = []
+    for c, spec in enumerate(P["campaigns"]):
+        rng = ctx.rng("agent_harvest", c)
+        camp = names("agent")
+        k_base = rng.randint(*spec["accounts"])
+        hydra = k_base >= 10
+        k = ctx.count(k_base) if hydra else k_base
+        tasks = _agent_task_space(ctx, rng, spec["tasks"])
+        coding = spec["tasks"] != "reasoning"
+        tools = tuple(rng.sample(AGENT_CODE_TOOLS if coding else AGENT_REASONING_TOOLS, rng.randint(3, 9)))
+        # Half the operators run their own framework, half a public agent harness (its prompt and tools).
+        public_harness = coding and rng.random() < 0.5
+        system = rng.choice(AGENT_SYSTEM if public_harness else AGENT_HARVEST_SYSTEM[ctx.split])
+        max_steps = rng.randint(*P["max_steps"])
+        style0 = Style(
+            models=[rng.choice(["frontier-code", "frontier-reasoning", "frontier-large", "frontier-reasoning"])],
+            temperature=rng.choice([None, 0.0, 0.2, 0.7, 1.0]),
+            max_tokens=rng.choice([8192, 16384, 32768, None]),
+            stream=rng.choice([True, False, None]),
+            reasoning_effort=rng.choice(["high", "high", "medium"]),
+            system_prompt=system,
+            p429=0.01,
+        )
+        ua = idn.agent_user_agent(rng) if rng.random() < P["agent_ua_share"] else idn.sdk_user_agent(rng)
+        # Hydra infrastructure: a few cards, one or two domains, proxy subnets (or residential proxies).
+        cards = [idn.payment_fingerprint("agent_harvest", ctx.seed, ctx.split, c, j) for j in range(max(2, k // 6))]
+        domains = [rng.choice(idn.DISPOSABLE_MAIL), idn.company_domain(rng)][: rng.randint(1, 2)]
+        nets = [idn.WORLD.pick(rng, "proxy_dc") for _ in range(rng.randint(1, 2))]
+        residential = P["residential_proxy"] and c % 2 == 1
+        # A smooth always-on client's curve: the pace of a service, without the spikes of a bursty one.
+        curves = ctx.traces.profiles(min_busy=0.9, max_day_night=4.0)
+        prof = rng.choice([p for p in curves if max(p.rel_rate) <= 4.0] or curves)
+        base_age = lognormal_between(rng, 2, 60)
+        for i in range(k):
+            arng = ctx.rng("agent_harvest", c, i)
+            aid = ctx.new_account_id("agent_harvest", c, i)
+            if hydra:
+                static = attacker_static(
+                    ctx, arng, aid, tenure=(base_age, base_age + 5), email=arng.choice(domains), card=arng.choice(cards)
+                )
+                if residential:
+                    egress = idn.Egress(arng, "residential_proxy", [])
+                else:
+                    egress = idn.Egress(arng, "fixed", [arng.choice(nets)], n_fixed=arng.randint(1, 2))
+            else:
+                static = attacker_static(ctx, arng, aid, tenure=(1, 120), email=idn.company_domain(arng))
+                egress = script_egress(arng, ctx.split == "holdout")
+            caller = make_caller(arng, static, egress, [ua], Style(**{**style0.__dict__}))
+            rate = lognormal_between(arng, *spec["sessions_per_hour"]) / 3600.0
+            if spec["timing"] == "curve":
+                starts = _hourly_curve(arng, ctx.t0, ctx.t1, rate, prof, arng.randint(0, 13))
+            else:
+                starts = renewal(arng, ctx.t0, ctx.t1, rps=rate, cv=arng.uniform(0.3, 1.0))
+            log_fields = ctx.rng("agent_harvest_logging", c, i).random() < 0.85
+            session = _harvest_session_factory(
+                ctx, arng, caller, partition(tasks, i, k), tools, public_harness, real_shapes, max_steps, log_fields,
+                lognormal_between(arng, *P["step_gap_s"]),
+            )  # fmt: skip
+            out.append(_attack(aid, "agent_harvest", camp, concurrent_sessions(starts, session)))
+    return out
+
+
+def _hourly_curve(rng: random.Random, t0: int, t1: int, rate: float, prof, day_offset: int) -> Iterator[int]:
+    """Poisson arrivals whose hourly rate follows a real client's curve (for rates of a few per hour).
+
+    :func:`curve_arrivals` restarts its renewal process every 600-s window, which is right
+    for services sending many requests a window and wrong for a few sessions an hour.
+    """
+    offset_s = day_offset * 86400
+    hour = t0
+    while hour < t1:
+        rel = 0.7 * prof.rate_at(hour / 1000.0, offset_s)[0] + 0.3
+        for ts in sorted(hour + int(rng.random() * 3_600_000) for _ in range(poisson(rng, rate * 3600 * rel))):
+            if ts < t1:
+                yield ts
+        hour += 3_600_000
+
+
+def _harvest_session_factory(ctx, rng, caller, tasks, tools, public_harness, real_shapes, max_steps, log_fields, gap):
+    """``start -> session`` for one harvesting account: the next task, its shape, its tools."""
+    out_mult = rng.uniform(1.0, 2.5)
+
+    def session(start: int) -> Iterator[Event]:
+        _, (text, shape, real_tools) = next(tasks)
+        if shape is None:
+            if real_shapes and "python" not in tools:
+                shape = rng.choice(real_shapes)
+            else:
+                shape = tuple(
+                    (lognormal_int(rng, 180, 0.7), lognormal_int(rng, 500, 1.0)) for _ in range(rng.randint(2, 10))
+                )
+        shape = shape[:max_steps]
+        names = real_tools if public_harness and real_tools else tools
+        return agent_session(
+            rng,
+            caller,
+            start,
+            ctx.t1,
+            task=text,
+            shape=shape,
+            tool_names=names,
+            conversation_id=conv_id(rng),
+            base_context=lognormal_int(rng, 2500, 0.6),
+            step_gap_s=gap,
+            out_mult=out_mult,
+            final_out=harvest_out_tokens(rng, 1200),
+            log_agent_fields=log_fields,
+        )
+
+    return session
+
+
+# --- campaigns that share nothing but their target ---------------------------------------------
+
+
+def build_target_only_sweep(ctx: Ctx, names: CampaignNames) -> list[Account]:
+    """Independent-looking students that together sweep one knowledge space item by item.
+
+    Every account has its own card, e-mail, home network in its own country, client and
+    diurnal habits, and casual phrasing in a few styles and languages with typos; the only
+    thing the accounts share is the item space, which they partition between them (contiguous
+    blocks or every K-th item), so their prompts barely overlap.
+    """
+    P = ctx.P["target_only_sweep"]
+    styles_all = sorted(STUDENT[ctx.split])
+    out = []
+    for c, spec in enumerate(P["campaigns"]):
+        rng = ctx.rng("target_only_sweep", c)
+        camp = names("target")
+        items = ctx.harvest_pool(ctx.available(spec["space"])) or ctx.harvest_pool(ctx.available(["gsm8k_train"]))
+        if rng.random() < 0.5:
+            rng.shuffle(items)
+        k = ctx.count(rng.randint(*spec["accounts"]))
+        for i in range(k):
+            arng = ctx.rng("target_only_sweep", c, i)
+            aid = ctx.new_account_id("target_only_sweep", c, i)
+            country = idn.pick_country(arng)
+            email = arng.choice(idn.EDU_MAIL) if arng.random() < 0.2 else None
+            static, _ = consumer_static(ctx, arng, aid, tenure=(15, 1200), email=email)
+            if static.get("payment_fingerprint") is None and arng.random() < 0.5:
+                static["payment_fingerprint"] = idn.payment_fingerprint(aid)
+            egress = home_egress(arng, country, mobile_share=0.2)
+            caller = make_caller(arng, static, egress, consumer_user_agents(arng), chat_style(arng))
+            mine = items[i * len(items) // k : (i + 1) * len(items) // k] if spec["slices"] == "block" else items[i::k]
+            per_day = lognormal_between(arng, *spec["sessions_per_day"])
+            sessions = human_sessions(
+                arng, ctx.t0, ctx.t1, tz_h=idn.tz_of(country), per_day=per_day, hours=ctx.human_hours
+            )
+            habits = {
+                "styles": arng.sample(styles_all, min(len(styles_all), arng.randint(*P["styles"]))),
+                "typo": arng.uniform(*P["typo_rate"]),
+                "followup": arng.uniform(*P["followup_share"]),
+                "size": P["session_size"],
+            }
+            events = _student_sweep(ctx, arng, caller, sessions, mine, habits)
+            out.append(_attack(aid, "target_only_sweep", camp, events))
+    return out
+
+
+def _student_sweep(ctx, rng, caller, sessions, items, habits) -> Iterator[Event]:
+    """Sittings of a few items each, asked one at a time like homework; stops when the slice is done."""
+    it = iter(items)
+    phrasing = STUDENT[ctx.split]
+    followups = STUDENT_FOLLOWUP[ctx.split]
+    free = ctx.t0
+    for s in sessions:
+        ts = max(s, free)
+        for _ in range(max(1, int(lognormal_between(rng, *habits["size"])))):
+            if ts >= ctx.t1:
+                return
+            item = next(it, None)
+            if item is None:
+                return
+            template = rng.choice(phrasing[rng.choice(habits["styles"])])
+            prompt = student_typos(rng, fill(template, item.text), habits["typo"])
+            cid = conv_id(rng)
+            yield ts, caller.make(prompt=prompt, want_out=harvest_out_tokens(rng, 600), conversation_id=cid, turn=1)
+            ts += caller.last_latency + int(ctx.traces.think_gaps_s.draw(rng) * 1000) + rng.randint(20_000, 150_000)
+            if rng.random() < habits["followup"]:
+                hist = approx_tokens(prompt) + caller.last_out
+                fu = rng.choice(followups)
+                rec = caller.make(
+                    prompt=fu, want_out=harvest_out_tokens(rng, 250), extra_in=hist, conversation_id=cid, turn=2
+                )
+                if ts >= ctx.t1:
+                    return
+                yield ts, rec
+                ts += caller.last_latency + rng.randint(15_000, 90_000)
+        free = ts + 600_000

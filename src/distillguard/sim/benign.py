@@ -7,12 +7,14 @@ every population models and which real data feeds it.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import random
 from collections.abc import Iterator
 from math import exp
 
 from distillguard.sim import identity as idn
+from distillguard.sim.agents import message_count
 from distillguard.sim.context import (
     Account,
     Ctx,
@@ -29,8 +31,21 @@ from distillguard.sim.context import (
 )
 from distillguard.sim.exchange import Caller, LogProfile, Style, approx_tokens, lognormal_int, random_log_profile
 from distillguard.sim.rng import lognormal_between
-from distillguard.sim.timing import curve_arrivals, human_sessions
-from distillguard.sim.wrappers import AGENT_SYSTEM, APP, APP_SYSTEM, CHAT_SYSTEM, EVAL, fill
+from distillguard.sim.timing import DAY_MS, HOUR_MS, curve_arrivals, human_sessions, poisson
+from distillguard.sim.wrappers import (
+    AGENT_SYSTEM,
+    APP,
+    APP_SYSTEM,
+    CHAT_SYSTEM,
+    EVAL,
+    IDE_TOOLS,
+    PASSK_PRIVATE,
+    PASSK_PUBLIC,
+    TUTOR_FOLLOWUP,
+    TUTOR_SYSTEM,
+    TUTOR_USER,
+    fill,
+)
 
 _CASUAL = [
     "{q}",
@@ -357,7 +372,12 @@ def build_coding_agents(ctx: Ctx) -> list[Account]:
         )
         caller = make_caller(rng, static, egress, [idn.agent_user_agent(rng)], style)
         per_day = lognormal_between(rng, *P["sessions_per_day"])
-        out.append(_benign(aid, "coding_agent", _agent_events(ctx, rng, caller, country, per_day, code, P["steps"])))
+        # Tool names come from their own stream, so the rest of the account is unchanged by them.
+        trng = ctx.rng("coding_agent_tools", i)
+        tools = trng.sample(IDE_TOOLS, min(len(IDE_TOOLS), style.tool_count or 1))
+        out.append(
+            _benign(aid, "coding_agent", _agent_events(ctx, rng, caller, country, per_day, code, P["steps"], tools))
+        )
     return out
 
 
@@ -390,9 +410,10 @@ def _repo_path(rng: random.Random) -> str:
     return "/".join(parts) + "/" + rng.choice(_FILES) + rng.choice(_EXTS)
 
 
-def _agent_events(ctx, rng, caller, country, per_day, code, steps_range) -> Iterator[Event]:
+def _agent_events(ctx, rng, caller, country, per_day, code, steps_range, tools) -> Iterator[Event]:
     tr = ctx.traces
     free = ctx.t0
+    system = caller.style.system_prompt is not None
     for s in human_sessions(
         rng, ctx.t0, ctx.t1, tz_h=idn.tz_of(country), per_day=per_day, hours=ctx.office_hours, weekend_factor=0.25
     ):
@@ -400,6 +421,7 @@ def _agent_events(ctx, rng, caller, country, per_day, code, steps_range) -> Iter
         cid = conv_id(rng)
         base_ctx, _ = tr.long_tokens.draw(rng)
         ctx_tokens = min(base_ctx, 60000)
+        before = 0  # messages of the conversation's earlier user turns
         for turn in range(1, 1 + (1 if rng.random() < 0.6 else rng.randint(2, 4))):
             task = code[int(rng.random() * len(code))]
             if rng.random() < 0.5:
@@ -417,6 +439,10 @@ def _agent_events(ctx, rng, caller, country, per_day, code, steps_range) -> Iter
                     conversation_id=cid,
                     turn=turn,
                     finish=None if last else "tool_calls",
+                    tool_names=tools,
+                    message_count=message_count(system, before, k),
+                    last_role="user" if k == 0 else "tool",
+                    output_tool_calls=0 if last else 1,
                 )
                 if ts >= ctx.t1:
                     return
@@ -424,6 +450,7 @@ def _agent_events(ctx, rng, caller, country, per_day, code, steps_range) -> Iter
                 # Context grows by the model's output and the tool result it triggered.
                 ctx_tokens = min(ctx_tokens + caller.last_out + tr.code_tokens.draw(rng)[0] // 3, 190_000)
                 ts += caller.last_latency + int(exp(rng.gauss(1.2, 1.0)) * 1000)
+            before += 2 * steps
             ts += int(tr.think_gaps_s.draw(rng) * 1000) + 30_000  # the developer reads and replies
         free = ts + 120_000
 
@@ -562,3 +589,222 @@ def _eval_events(ctx, rng, caller, start, items, template, reps, conc, fam, few_
         else:
             heapq.heappush(heap, (done, tie, None))
         tie += 1
+
+
+# --- homework-tutor products -------------------------------------------------------------------
+
+# Local-hour weights of students using a homework app: school-day trickle, evening peak.
+_STUDENT_HOURS = [
+    0.25, 0.15, 0.1, 0.08, 0.08, 0.1, 0.2, 0.4, 0.5, 0.5, 0.5, 0.55,
+    0.6, 0.7, 0.9, 1.3, 1.7, 2.1, 2.5, 2.7, 2.6, 2.1, 1.3, 0.6,
+]  # fmt: skip
+_STUDENT_MEAN = sum(_STUDENT_HOURS) / 24
+
+
+def student_arrivals(
+    rng: random.Random, t0: int, t1: int, *, mean_rps: float, tzs: list[float], weekend: float
+) -> Iterator[int]:
+    """End-user arrivals of a product whose students live in the time zones ``tzs``.
+
+    An hour-by-hour Poisson process: each market contributes the student hour profile in its
+    own local time (weekends scaled by ``weekend``), so the product runs 24/7 and peaks in
+    each market's evening.
+    """
+    hour = t0 - t0 % HOUR_MS
+    while hour < t1:
+        rel = 0.0
+        for tz in tzs:
+            local = hour + int(tz * HOUR_MS)
+            h = (local // HOUR_MS) % 24
+            day_w = weekend if ((local // DAY_MS) + 3) % 7 >= 5 else 1.0
+            rel += _STUDENT_HOURS[h] / _STUDENT_MEAN * day_w
+        k = poisson(rng, mean_rps * 3600 * rel / len(tzs))
+        for ts in sorted(hour + int(rng.random() * HOUR_MS) for _ in range(k)):
+            if t0 <= ts < t1:
+                yield ts
+        hour += HOUR_MS
+
+
+def build_tutor_products(ctx: Ctx) -> list[Account]:
+    """Homework-tutor companies: a fixed "explain every step" prompt over their students' questions."""
+    P = ctx.P["tutor_product"]
+    pool_all = ctx.harvest_pool(ctx.available(["gsm8k_train", "math", "math500", "gsm8k_test"]))
+    out = []
+    for i in range(ctx.count(P["accounts"])):
+        rng = ctx.rng("tutor_product", i)
+        aid = ctx.new_account_id("tutor_product", i)
+        static, egress = _service_identity(ctx, rng, aid, n_ips=(1, 3))
+        static["account_created_at"] = ctx.created_at(rng, 300, 2500)[1]  # long-tenured customer
+        lang = rng.choice(P["languages"])
+        systems = TUTOR_SYSTEM[ctx.split]
+        system = rng.choice(systems.get(lang) or systems["en"])
+        style = Style(
+            models=[
+                rng.choice(["frontier-large", "frontier-mini", "frontier-reasoning-mini", "frontier-large-2025-08"])
+            ],
+            temperature=rng.choice([0.2, 0.3, 0.5, 0.7, None]),
+            max_tokens=rng.choice([1500, 2048, 3000, 4096]),
+            stream=True,
+            reasoning_effort=rng.choice([None, "low", "medium"]),
+            system_prompt=system,
+            p429=0.002,
+            speed=lognormal_between(rng, 0.7, 1.2),
+        )
+        caller = make_caller(rng, static, egress, [idn.sdk_user_agent(rng)], style, _service_profile(rng))
+        # The product's students ask from a textbook's worth of problems; a few are very popular.
+        m = min(len(pool_all), int(lognormal_between(rng, *P["popular_items"]))) if pool_all else 0
+        if m:
+            pool = [it.text for it in rng.sample(pool_all, m)]
+        else:  # no math corpus (a minimal bundle): MT-bench questions stand in
+            pool = [t[0] for t in ctx.corpora.chat.get("mt_bench", [("What is 2 + 2?",)])]
+        s = rng.uniform(*P["zipf"])
+        cum, acc = [], 0.0
+        for r in range(len(pool)):
+            acc += 1.0 / (r + 1) ** s
+            cum.append(acc)
+        cum = [c / acc for c in cum]
+        home = rng.choice([c for c in idn.COUNTRIES if c not in ("CN",)])
+        markets = {idn.tz_of(idn.pick_country(rng)) for _ in range(rng.randint(*P["markets"]) - 1)}
+        tzs = sorted({idn.tz_of(home)} | markets)
+        rps = lognormal_between(rng, *P["rps"])
+        times = student_arrivals(rng, ctx.t0, ctx.t1, mean_rps=rps, tzs=tzs, weekend=rng.uniform(0.5, 0.9))
+        spec = {
+            "pool": pool,
+            "cum": cum,
+            "template": rng.choice(TUTOR_USER[ctx.split]),
+            "followups": TUTOR_FOLLOWUP[ctx.split].get(lang) or TUTOR_FOLLOWUP[ctx.split]["en"],
+            "followup_share": rng.uniform(*P["followup_share"]),
+            "out_median": lognormal_between(rng, 400, 900),
+        }
+        out.append(_benign(aid, "tutor_product", _tutor_events(ctx, rng, caller, times, spec)))
+    return out
+
+
+def _tutor_events(ctx: Ctx, rng: random.Random, caller: Caller, times: Iterator[int], spec: dict) -> Iterator[Event]:
+    """New students arrive at ``times``; some react to the answer with follow-up turns."""
+    pool, cum, template, followups = spec["pool"], spec["cum"], spec["template"], spec["followups"]
+    pending: list = []  # (ts, seq, conversation_id, next_turn, history_tokens)
+    seq = 0
+    nxt = next(times, None)
+    while nxt is not None or pending:
+        if pending and (nxt is None or pending[0][0] < nxt):
+            ts, _, cid, turn, hist = heapq.heappop(pending)
+            if ts >= ctx.t1:
+                continue
+            prompt = rng.choice(followups).replace("{n}", str(rng.randint(2, 60)))
+            want = lognormal_int(rng, spec["out_median"] * 0.6, 0.5)
+        else:
+            ts, nxt = nxt, next(times, None)
+            cid, turn, hist = conv_id(rng), 1, 0
+            q = pool[min(bisect.bisect_left(cum, rng.random()), len(pool) - 1)]
+            prompt = fill(template.replace("{g}", str(rng.randint(5, 12))), q)
+            want = lognormal_int(rng, spec["out_median"], 0.4)
+        rec = caller.make(prompt=prompt, want_out=want, extra_in=hist, conversation_id=cid, turn=turn)
+        yield ts, rec
+        # The student reads the steps, then (sometimes) asks about one of them.
+        if turn < 4 and rng.random() < (spec["followup_share"] if turn == 1 else 0.35):
+            read = caller.last_latency + int(lognormal_between(rng, 20, 400) * 1000)
+            hist += approx_tokens(prompt) + caller.last_out
+            heapq.heappush(pending, (ts + read, seq, cid, turn + 1, hist))
+            seq += 1
+
+
+# --- repeated-sampling evaluations -------------------------------------------------------------
+
+_PASSK_BENCH = {
+    # name: (harvest source, template family)
+    "gsm8k": ("gsm8k_test", "gsm8k"),
+    "math500": ("math500", "math"),
+    "math": ("math", "math"),
+    "humaneval": ("humaneval", "code"),
+    "mbpp": ("mbpp", "mbpp"),
+}
+
+
+def build_passk_evals(ctx: Ctx) -> list[Account]:
+    """pass@k and high-effort runs of public benchmarks by unrelated institutions and colleagues.
+
+    Most run the same public harness template; the colleagues of one lab share an e-mail
+    domain, a campus network and their lab's own template. Every run is a burst over a
+    finite item set that ends; a few accounts run again later (another model or setting).
+    """
+    P = ctx.P["passk_eval"]
+    benches = [b for b, (src, _) in _PASSK_BENCH.items() if ctx.corpora.harvest.get(src)]
+    if not benches:
+        return []
+    out = []
+    for i in range(ctx.count(P["institutions"])):
+        rng = ctx.rng("passk_eval", i)
+        aid = ctx.new_account_id("passk_eval", i)
+        country = idn.pick_country(rng)
+        edu = rng.random() < 0.6
+        domain = rng.choice(idn.EDU_MAIL) if edu else idn.company_domain(rng)
+        net = idn.WORLD.pick(rng, "campus" if edu else "cloud", country)
+        egress = idn.Egress(rng, "fixed", [net], n_fixed=rng.randint(1, 3))
+        private = rng.choice(PASSK_PRIVATE[ctx.split])
+        out.append(_passk_account(ctx, rng, aid, P, benches, domain, egress, private, org=None))
+    for g in range(ctx.count(P["colleague_groups"])):
+        grng = ctx.rng("passk_eval_group", g)
+        domain = grng.choice(idn.EDU_MAIL)
+        net = idn.WORLD.pick(grng, "campus", idn.pick_country(grng))
+        gateway = idn.ipv4_in(grng, net)
+        private = grng.choice(PASSK_PRIVATE[ctx.split])
+        card = idn.payment_fingerprint("passk_lab", ctx.seed, ctx.split, g) if grng.random() < 0.5 else None
+        org = "org_" + idn.short_id("passk_lab", ctx.seed, ctx.split, g, length=10) if grng.random() < 0.5 else None
+        for m in range(grng.randint(*P["group_size"])):
+            rng = ctx.rng("passk_eval_group", g, m)
+            aid = ctx.new_account_id("passk_eval_group", g, m)
+            egress = idn.Egress(rng, "fixed", [net], n_fixed=rng.randint(1, 2))
+            if rng.random() < 0.6:
+                egress.fixed = [(gateway, net)]  # the lab's NAT gateway
+            out.append(_passk_account(ctx, rng, aid, P, benches, domain, egress, private, org=org, card=card))
+    return out
+
+
+def _passk_account(ctx, rng, aid, P, benches, domain, egress, private, *, org, card=None) -> Account:
+    bench = rng.choice(benches)
+    src, fam = _PASSK_BENCH[bench]
+    # A public benchmark's first items, the same for everyone who runs it (a finite set).
+    items = ctx.corpora.harvest[src][: int(lognormal_between(rng, *P["items"]))]
+    k = rng.choice(P["n"])
+    mode = rng.choices(["n", "repeat", "effort"], weights=[0.45, 0.3, 0.25])[0]
+    if mode == "repeat":
+        items = items[: max(20, 1200 // k)]
+    tenure = (0.5, 20) if rng.random() < 0.3 else (30, 1500)
+    static, _ = consumer_static(ctx, rng, aid, tenure=tenure, email=domain, card=card, org=org)
+    if card is None:
+        static["payment_fingerprint"] = idn.payment_fingerprint(aid)
+    style = Style(
+        models=[rng.choice(["frontier-reasoning", "frontier-reasoning-mini", "frontier-large", "frontier-code"])],
+        temperature=rng.choice(P["temperature"]) if mode != "effort" else rng.choice([None, 1.0]),
+        top_p=rng.choice([None, 0.95, 1.0]),
+        n=k if mode == "n" else None,
+        max_tokens=rng.choice(P["max_tokens"]),
+        seed=None,
+        stream=False,
+        reasoning_effort="high",
+        p429=0.02,
+    )
+    ua = idn.sdk_user_agent(rng, rng.choice(["openai-python", "httpx", "aiohttp", "litellm"]))
+    caller = make_caller(rng, static, egress, [ua], style)
+    template = PASSK_PUBLIC[ctx.split][fam] if rng.random() < P["public_template_share"] else private
+    template = template.replace("{fam}", fam)
+    reps = k if mode == "repeat" else 1
+    conc = int(lognormal_between(rng, *P["concurrency"]))
+    runs = rng.randint(*P["runs"])
+    start = ctx.t0 + int(rng.random() * 0.7 * ctx.span_ms)
+    return _benign(aid, "passk_eval", _passk_runs(ctx, rng, caller, start, items, template, reps, conc, fam, runs))
+
+
+def _passk_runs(ctx, rng, caller, start, items, template, reps, conc, fam, runs) -> Iterator[Event]:
+    """``runs`` bursts over one finite item set, hours apart; the model may change between runs."""
+    for r in range(runs):
+        last = None
+        for ev in _eval_events(ctx, rng, caller, start, items, template, reps, conc, fam, few_shot=False):
+            last = ev[0]
+            yield ev
+        if last is None:
+            return
+        if rng.random() < 0.5:
+            caller.style.models = [rng.choice(["frontier-reasoning", "frontier-large", "frontier-reasoning-mini"])]
+        start = last + int(lognormal_between(rng, 1, 30) * HOUR_MS)

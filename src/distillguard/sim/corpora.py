@@ -8,7 +8,10 @@ same relative paths and field names so one parser serves both):
   turns;
 * distillation material, for harvesting campaigns (and for the benign benchmark runs that
   look like them): GSM8K, MATH / MATH-500, HumanEval, MBPP, self-instruct seed tasks,
-  Alpaca, MT-bench, plus hh-rlhf chosen/rejected pairs for preference harvesting.
+  Alpaca, MT-bench, plus hh-rlhf chosen/rejected pairs for preference harvesting;
+* real coding-agent trajectories (SWE-bench runs of mini-swe-agent, SWE-agent, OpenHands):
+  the task prompt, the tools offered and the per-step output and tool-result sizes of each
+  session, for agent-trajectory harvesting (the shapes only; tool output text is not kept).
 
 Every text passes :func:`~distillguard.sim.rng.in_split` before it is kept, so the dev and
 holdout runs never share a prompt. Parsers skip blank or broken lines and missing files
@@ -59,6 +62,28 @@ class Item:
     turns: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class AgentTask:
+    """One real agent session's shape: its task and the size of every step.
+
+    Attributes
+    ----------
+    text : str
+        The task message as the harness sent it (issue text inside the harness's template).
+    task_id : str
+        Upstream task id (SWE-bench instance, OpenHands session).
+    tools : tuple of str
+        Tools the harness offered (native tool calling), or ``("bash",)`` for text harnesses.
+    steps : tuple of (int, int)
+        Per model call: completion tokens and the characters of the tool result it triggered.
+    """
+
+    text: str
+    task_id: str
+    tools: tuple[str, ...]
+    steps: tuple[tuple[int, int], ...]
+
+
 @dataclass
 class Corpora:
     """All text the simulator may emit for one split.
@@ -77,6 +102,8 @@ class Corpora:
         ``(dialogue, response_a, response_b)`` from hh-rlhf, for preference harvesting.
     instruction_prompt : str or None
         Alpaca's ``prompt.txt`` (bulk instruction-generation request), when available.
+    agent_tasks : list of AgentTask
+        Real coding-agent sessions (task and step sizes), when available.
     sources : list of str
         Which files were found (for the run summary and docs).
     """
@@ -87,6 +114,7 @@ class Corpora:
     harvest: dict[str, list[Item]] = field(default_factory=dict)
     pairs: list[tuple[str, str, str]] = field(default_factory=list)
     instruction_prompt: str | None = None
+    agent_tasks: list[AgentTask] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
 
 
@@ -340,6 +368,46 @@ def _load_harvest(d: Path, split: str) -> dict[str, list[Item]]:
     return {k: v for k, v in h.items() if v}
 
 
+def _load_agent_tasks(d: Path, split: str) -> list[AgentTask]:
+    """Task and step sizes of each real agent trajectory whose ``task_id`` falls in ``split``.
+
+    A SWE-bench task recurs across models and runs; splitting on ``task_id`` keeps every run
+    of one task in one split. Trajectories without a task message or an assistant step are
+    skipped. Only sizes survive, so the 70 MB file costs a few MB once loaded.
+    """
+    out = []
+    for row in read_jsonl(corpus_file(d, "agent_trajectories", "coding_agent_trajectories.jsonl.gz")):
+        turns = row.get("turns")
+        tid = row.get("task_id")
+        if not isinstance(turns, list) or not isinstance(tid, str) or not in_split(tid, split):
+            continue
+        turns = [t for t in turns if isinstance(t, dict)]
+        task = next((_clean(t.get("content")) for t in turns if t.get("role") == "user"), None)
+        if not task:
+            continue
+        tools: set[str] = set()
+        native = False
+        steps: list[list[int]] = []
+        for t in turns:
+            role = t.get("role")
+            if role == "assistant":
+                calls = t.get("tool_calls")
+                if isinstance(calls, list) and calls:
+                    native = True
+                    tools.update(c["name"] for c in calls if isinstance(c, dict) and isinstance(c.get("name"), str))
+                ct = t.get("completion_tokens")
+                content = t.get("content") if isinstance(t.get("content"), str) else ""
+                steps.append([ct if isinstance(ct, int) and ct > 0 else max(1, len(content) // 4), 0])
+            elif role == "tool" and steps:
+                content = t.get("content") if isinstance(t.get("content"), str) else ""
+                steps[-1][1] += len(content)
+        if not steps:
+            continue
+        names = tuple(sorted(tools)) if native and tools else ("bash",)
+        out.append(AgentTask(task[:8000], tid, names, tuple((a, b) for a, b in steps)))
+    return out
+
+
 @lru_cache(maxsize=8)
 def load_corpora(data_dir: Path, split: str) -> Corpora:
     """Load and split every text corpus under ``data_dir``.
@@ -386,5 +454,11 @@ def load_corpora(data_dir: Path, split: str) -> Corpora:
     prompt_txt = corpus_file(d, "stanford_alpaca", "prompt.txt")
     if prompt_txt.exists():
         c.instruction_prompt = prompt_txt.read_text(encoding="utf-8", errors="replace").strip() or None
-    c.sources = sorted(set(c.chat) | set(c.harvest) | ({"hh_rlhf_pairs"} if c.pairs else set()))
+    c.agent_tasks = _load_agent_tasks(d, split)
+    c.sources = sorted(
+        set(c.chat)
+        | set(c.harvest)
+        | ({"hh_rlhf_pairs"} if c.pairs else set())
+        | ({"agent_trajectories"} if c.agent_tasks else set())
+    )
     return c

@@ -57,6 +57,8 @@ def build_accounts(ctx: Ctx) -> list[Account]:
         benign.build_app_backends,
         benign.build_routers,
         benign.build_benchmark_evals,
+        benign.build_tutor_products,
+        benign.build_passk_evals,
     ):
         accounts += build(ctx)
     for build in (
@@ -68,6 +70,8 @@ def build_accounts(ctx: Ctx) -> list[Account]:
         attacks.build_slow_spread,
         attacks.build_takeover,
         attacks.build_reseller_mixed,
+        attacks.build_agent_harvest,
+        attacks.build_target_only_sweep,
     ):
         accounts += build(ctx, names)
     return accounts

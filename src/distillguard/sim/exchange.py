@@ -208,6 +208,10 @@ class Caller:
         temperature: float | None = -1.0,
         reasoning_effort: str | None = "",
         tool_count: int | None = -1,
+        tool_names: list[str] | None = None,
+        message_count: int | None = None,
+        last_role: str | None = None,
+        output_tool_calls: int | None = None,
         system_prompt: str | None = "",
         status: int | None = None,
         finish: str | None = None,
@@ -225,6 +229,9 @@ class Caller:
             Input tokens beyond the prompt: history, few-shot context, tool results, files.
         model, max_tokens, n, temperature, reasoning_effort, tool_count, system_prompt
             Per-request overrides of the account's :class:`Style` (sentinels mean "style").
+        tool_names, message_count, last_role, output_tool_calls : optional
+            Agent-traffic fields (events.md, 2026-12-07); written only when given, and
+            ``output_tool_calls`` only for a successful response (a failed call returns none).
         status, finish : optional
             Force an HTTP status / finish reason (e.g. ``tool_calls`` in agent loops).
         """
@@ -299,6 +306,10 @@ class Caller:
             ("top_logprobs", st.top_logprobs),
             ("reasoning_effort", effort),
             ("tool_count", tools),
+            ("tool_names", tool_names),
+            ("message_count", message_count),
+            ("last_role", last_role),
+            ("output_tool_calls", output_tool_calls if status == 200 else None),
             ("system_prompt", system),
             ("prompt", prompt),
             ("prompt_sha256", sha256_hex(prompt) if prompt is not None and self.keep_sha else None),

@@ -21,6 +21,27 @@ PARAMS: dict[str, dict[str, dict]] = {
         "app_backend": {"accounts": 45, "rps": (0.004, 0.035), "embed_share": 0.15},
         "router_reseller": {"accounts": 10, "rps": (0.025, 0.1), "p_continue": (0.3, 0.6)},
         "benchmark_eval": {"accounts": 36, "new_account_share": 0.35, "concurrency": (1, 16)},
+        "tutor_product": {
+            "accounts": 8,
+            "rps": (0.006, 0.04),
+            "markets": (1, 3),
+            "followup_share": (0.2, 0.45),
+            "popular_items": (150, 1500),
+            "zipf": (0.8, 1.2),
+            "languages": ["en", "en", "en", "es", "pt"],
+        },
+        "passk_eval": {
+            "institutions": 10,
+            "colleague_groups": 2,
+            "group_size": (2, 5),
+            "public_template_share": 0.7,
+            "n": [8, 10, 16],
+            "max_tokens": [16384, 32768, 65536],
+            "temperature": [0.6, 0.8, 1.0],
+            "items": (80, 400),
+            "runs": (1, 3),
+            "concurrency": (4, 32),
+        },
         "blunt_sweep": {
             "campaigns": 6,
             "rps": (0.012, 0.08),
@@ -70,6 +91,55 @@ PARAMS: dict[str, dict[str, dict]] = {
             "residential_proxy": [False, False, False, False],
         },
         "reseller_mixed": {"accounts": 3, "harvest_share": (0.1, 0.3), "rps": (0.02, 0.06)},
+        "agent_harvest": {
+            # One entry per campaign: the variant (task space, hydra or few accounts, pace).
+            "campaigns": [
+                {"tasks": "coding", "accounts": (1, 3), "sessions_per_hour": (1.0, 3.0), "timing": "steady"},
+                {
+                    "tasks": "coding",
+                    "accounts": (12, 30),
+                    "sessions_per_hour": (0.1, 0.35),
+                    "timing": "steady",
+                },
+                {
+                    "tasks": "reasoning",
+                    "accounts": (1, 4),
+                    "sessions_per_hour": (3.0, 9.0),
+                    "timing": "steady",
+                },
+                {
+                    "tasks": "reasoning",
+                    "accounts": (10, 20),
+                    "sessions_per_hour": (0.5, 1.5),
+                    "timing": "steady",
+                },
+            ],
+            "max_steps": (15, 60),
+            "step_gap_s": (1.5, 8.0),
+            "residential_proxy": False,
+            "agent_ua_share": 0.4,
+        },
+        "target_only_sweep": {
+            "campaigns": [
+                {
+                    "space": ["gsm8k_train"],
+                    "accounts": (8, 20),
+                    "slices": "block",
+                    "sessions_per_day": (1.0, 3.5),
+                },
+                {"space": ["math"], "accounts": (20, 45), "slices": "stride", "sessions_per_day": (0.5, 2.0)},
+                {
+                    "space": ["mbpp", "humaneval"],
+                    "accounts": (5, 12),
+                    "slices": "block",
+                    "sessions_per_day": (2.5, 7.0),
+                },
+            ],
+            "session_size": (3, 12),
+            "followup_share": (0.0, 0.1),
+            "typo_rate": (0.0, 0.04),
+            "styles": (1, 3),
+        },
     },
     "holdout": {
         "chat_user": {"accounts": 2100, "sessions_per_day": (0.6, 6.0), "student_share": 0.04},
@@ -79,6 +149,27 @@ PARAMS: dict[str, dict[str, dict]] = {
         "app_backend": {"accounts": 40, "rps": (0.003, 0.045), "embed_share": 0.2},
         "router_reseller": {"accounts": 9, "rps": (0.03, 0.12), "p_continue": (0.25, 0.65)},
         "benchmark_eval": {"accounts": 32, "new_account_share": 0.45, "concurrency": (2, 32)},
+        "tutor_product": {
+            "accounts": 7,
+            "rps": (0.004, 0.05),
+            "markets": (1, 4),
+            "followup_share": (0.15, 0.5),
+            "popular_items": (100, 2500),
+            "zipf": (0.7, 1.3),
+            "languages": ["en", "en", "hi", "fr", "id"],
+        },
+        "passk_eval": {
+            "institutions": 9,
+            "colleague_groups": 3,
+            "group_size": (3, 6),
+            "public_template_share": 0.6,
+            "n": [6, 12, 16, 20],
+            "max_tokens": [24000, 32000, 100000],
+            "temperature": [0.7, 1.0, 1.2],
+            "items": (60, 500),
+            "runs": (1, 4),
+            "concurrency": (2, 48),
+        },
         "blunt_sweep": {
             "campaigns": 5,
             "rps": (0.01, 0.08),
@@ -128,6 +219,49 @@ PARAMS: dict[str, dict[str, dict]] = {
             "residential_proxy": [True, False, False],
         },
         "reseller_mixed": {"accounts": 3, "harvest_share": (0.05, 0.2), "rps": (0.02, 0.07)},
+        "agent_harvest": {
+            "campaigns": [
+                {"tasks": "coding", "accounts": (1, 4), "sessions_per_hour": (0.8, 4.0), "timing": "curve"},
+                {
+                    "tasks": "coding",
+                    "accounts": (20, 50),
+                    "sessions_per_hour": (0.06, 0.3),
+                    "timing": "steady",
+                },
+                {
+                    "tasks": "reasoning",
+                    "accounts": (2, 5),
+                    "sessions_per_hour": (2.0, 12.0),
+                    "timing": "steady",
+                },
+                {"tasks": "mixed", "accounts": (15, 35), "sessions_per_hour": (0.3, 1.2), "timing": "curve"},
+            ],
+            "max_steps": (10, 80),
+            "step_gap_s": (1.0, 12.0),
+            "residential_proxy": True,
+            "agent_ua_share": 0.7,
+        },
+        "target_only_sweep": {
+            "campaigns": [
+                {
+                    "space": ["gsm8k_test", "math500"],
+                    "accounts": (10, 30),
+                    "slices": "stride",
+                    "sessions_per_day": (2.0, 6.0),
+                },
+                {
+                    "space": ["alpaca", "self_instruct_seed", "mt_bench", "vicuna_bench"],
+                    "accounts": (30, 60),
+                    "slices": "block",
+                    "sessions_per_day": (0.4, 2.0),
+                },
+                {"space": ["mbpp"], "accounts": (5, 10), "slices": "stride", "sessions_per_day": (0.8, 4.5)},
+            ],
+            "session_size": (2, 15),
+            "followup_share": (0.0, 0.15),
+            "typo_rate": (0.0, 0.06),
+            "styles": (1, 4),
+        },
     },
 }
 
@@ -139,6 +273,8 @@ BENIGN_POPULATIONS = (
     "app_backend",
     "router_reseller",
     "benchmark_eval",
+    "tutor_product",
+    "passk_eval",
 )
 ATTACK_POPULATIONS = (
     "blunt_sweep",
@@ -149,6 +285,8 @@ ATTACK_POPULATIONS = (
     "slow_spread",
     "takeover",
     "reseller_mixed",
+    "agent_harvest",
+    "target_only_sweep",
 )
 
 # Chat prompt sources and their weights among benign conversations (missing sources drop out).

@@ -304,3 +304,302 @@ def fill(template: str, q: str, a: str | None = None, b: str | None = None) -> s
         return m.group(0)[0]
 
     return _SLOT.sub(sub, template)
+
+
+# --- agent-trajectory harvesting (agent_harvest) ----------------------------------------------
+
+# System prompts of harvesting agent frameworks: some written for the job, some copied from
+# public agent harnesses (public prompts are what a harvester hides behind).
+AGENT_HARVEST_SYSTEM = {
+    "dev": [
+        "You are an autonomous software engineering agent. You are given a task and a sandboxed environment. Use the tools to explore, edit and test. Think step by step before every tool call and explain your reasoning in full.",
+        "You are a helpful assistant that can interact with a computer to solve tasks. Always explain what you are doing and why before calling a tool.",
+        "You are an expert problem solver with access to tools. Reason carefully, use tools whenever they help, and finish with a complete, well-explained final answer.",
+    ],
+    "holdout": [
+        "You are DevAgent, a senior engineer working in a fresh container. For each step: (1) write your analysis, (2) call exactly one tool, (3) reflect on the result. End with a full summary of the change.",
+        "You are an AI agent with tool access. Plan first, then act. Narrate your reasoning thoroughly at every step; your transcripts are reviewed.",
+        "Act as a meticulous research assistant with tools. Decompose the problem, call tools to verify every intermediate result, and write a detailed final report.",
+    ],
+}
+
+# How a harvester frames a non-agent item as an agent task.
+AGENT_CODE_TASK = {
+    "dev": [
+        "Implement the following in the repository, add tests, run them and fix any failures.\n\n{q}",
+        "<task>\n{q}\n</task>\nWork in /workspace. Create the module, write unit tests, run pytest until green, then summarise.",
+    ],
+    "holdout": [
+        "Ticket: {q}\n\nAcceptance: code in src/, tests in tests/, all passing. Use the shell to verify.",
+        "New feature request for the project in the working directory:\n{q}\nExplore the code base first, then implement and test it.",
+    ],
+}
+AGENT_TOOL_TASK = {
+    "dev": [
+        "Use the available tools to solve the problem below. Verify every computation with the python tool before the final answer.\n\n{q}",
+        "{q}\n\nYou may search, compute and take notes. Show your full reasoning and cite the tool results you relied on.",
+    ],
+    "holdout": [
+        "Question for the agent: {q}\nPlan, call tools as needed (at least one check), then write the final answer with the complete derivation.",
+        "Solve with tools. Problem:\n{q}\nReturn: reasoning trace, tool-verified intermediate values, final answer.",
+    ],
+}
+
+# Tools a harvesting framework offers (names as in function-calling definitions).
+AGENT_CODE_TOOLS = [
+    "bash",
+    "str_replace_editor",
+    "read_file",
+    "write_file",
+    "list_directory",
+    "search_code",
+    "run_tests",
+    "git_diff",
+    "apply_patch",
+    "python",
+    "finish",
+    "think",
+]
+AGENT_REASONING_TOOLS = [
+    "python",
+    "calculator",
+    "web_search",
+    "fetch_url",
+    "wikipedia_lookup",
+    "sql_query",
+    "unit_convert",
+    "wolfram_alpha",
+    "notes_write",
+    "notes_read",
+    "final_answer",
+    "plot",
+]
+
+# IDE / coding-agent tools (names for the benign coding_agent population's tool_names).
+IDE_TOOLS = [
+    "read_file",
+    "edit_file",
+    "write_file",
+    "create_file",
+    "delete_file",
+    "list_dir",
+    "file_search",
+    "grep_search",
+    "codebase_search",
+    "run_terminal_cmd",
+    "run_tests",
+    "get_diagnostics",
+    "apply_diff",
+    "search_replace",
+    "git_status",
+    "git_diff",
+    "git_commit",
+    "git_log",
+    "open_browser",
+    "web_fetch",
+    "web_search",
+    "ask_followup_question",
+    "attempt_completion",
+    "new_task",
+    "todo_write",
+    "todo_read",
+    "glob",
+    "view_image",
+    "notebook_edit",
+    "notebook_read",
+    "mcp__github__create_pull_request",
+    "mcp__github__get_issue",
+    "mcp__github__list_commits",
+    "mcp__postgres__query",
+    "mcp__sentry__get_issue",
+    "mcp__slack__post_message",
+    "mcp__linear__create_issue",
+    "mcp__jira__get_ticket",
+    "mcp__docker__ps",
+    "mcp__k8s__get_pods",
+    "mcp__filesystem__move_file",
+    "mcp__memory__store",
+]
+
+# --- campaigns that share nothing but their target (target_only_sweep) ------------------------
+
+# Casual, student-like phrasings per style; each account mixes a few. Typos are added per request.
+STUDENT = {
+    "dev": {
+        "en_casual": [
+            "{q}",
+            "can someone explain this one {q}",
+            "{q}\nhow do i do this??",
+            "stuck on this: {q}",
+            "{q} - pls explain the steps",
+            "hw question: {q}",
+        ],
+        "en_polite": [
+            "Hello, could you please help me understand how to solve this problem?\n{q}",
+            "{q}\nI would appreciate a clear explanation, thank you.",
+            "I am revising for an exam. Could you go through this one? {q}",
+        ],
+        "es": [
+            "hola, me ayudas con este problema? {q}",
+            "{q}\nno entiendo como se resuelve, me lo explicas?",
+            "tarea de mate: {q}",
+        ],
+        "pt": [
+            "oi, pode me explicar esse exercício? {q}",
+            "{q}\ncomo resolve isso? explica por favor",
+        ],
+        "de": [
+            "Hi, kannst du mir bei der Aufgabe helfen? {q}",
+            "{q}\nIch verstehe den Lösungsweg nicht, bitte erklären",
+        ],
+        "terse": ["{q}", "{q}\nsolve", "solve: {q}", "{q}\nanswer + steps"],
+    },
+    "holdout": {
+        "en_texting": [
+            "ok so {q} ??",
+            "{q}\nwait how",
+            "yo quick q {q}",
+            "{q} im so confused lol",
+            "need help asap: {q}",
+        ],
+        "en_formal": [
+            "Good evening. I would be grateful for assistance with the following exercise.\n{q}",
+            "{q}\nCould you outline the method and the answer?",
+        ],
+        "fr": [
+            "salut, tu peux m'aider pour cet exo ? {q}",
+            "{q}\nje comprends pas comment faire, tu peux expliquer ?",
+        ],
+        "it": ["ciao, mi spieghi questo esercizio? {q}", "{q}\ncome si risolve? grazie"],
+        "id": ["halo, bisa bantu soal ini? {q}", "{q}\ngimana cara ngerjainnya?"],
+        "hinglish": ["bhai ye question samjha do {q}", "{q}\nye kaise solve karte hai? steps batao"],
+        "tr": ["merhaba, bu soruyu anlatır mısın? {q}", "{q}\nbunu nasıl çözerim?"],
+        "bare": ["{q}", "{q}\n?", "Q: {q}"],
+    },
+}
+STUDENT_FOLLOWUP = {
+    "dev": ["why?", "ok but why that step", "thanks! and the next one?", "can you check my answer", "i got a different number"],
+    "holdout": ["wait what", "hmm ok", "so the answer is that?", "can u explain step 2 again", "ty"],
+}
+
+# --- benign: homework-tutor products (tutor_product) ------------------------------------------
+
+# A tutor company's fixed system prompt: it asks for every step, in the product's language.
+TUTOR_SYSTEM = {
+    "dev": {
+        "en": [
+            "You are MathBuddy, a patient tutor for middle- and high-school students. Explain EACH step of the solution in detail, say why the step is needed, use simple words, and end with the final answer in bold. Never just give the answer.",
+            "You are a homework helper. Break the solution into numbered steps. For each step, explain the reasoning in detail so the student can follow it, then check the result. Be encouraging.",
+        ],
+        "es": [
+            "Eres un tutor de matemáticas para estudiantes de secundaria. Explica CADA paso de la solución con detalle y en español sencillo, justifica cada paso y termina con la respuesta final.",
+        ],
+        "pt": [
+            "Você é um tutor de matemática. Explique CADA passo da solução em detalhe, em português simples, justificando cada passo, e termine com a resposta final.",
+        ],
+    },
+    "holdout": {
+        "en": [
+            "You are Tutorly's step-by-step coach. Walk the learner through every step of the solution, explaining the idea behind each step in detail before doing it. Ask no questions back; finish with 'Final answer:'.",
+            "Act as a friendly math teacher. Show the complete worked solution: each step on its own line, with a detailed explanation of why it works. Highlight common mistakes at the relevant step.",
+        ],
+        "hi": [
+            "आप एक धैर्यवान गणित शिक्षक हैं। समाधान का हर चरण विस्तार से समझाइए, हर चरण का कारण बताइए, और अंत में अंतिम उत्तर दीजिए।",
+        ],
+        "fr": [
+            "Tu es un professeur de mathématiques bienveillant. Explique CHAQUE étape de la solution en détail, en français simple, justifie chaque étape, puis donne la réponse finale.",
+        ],
+        "id": [
+            "Kamu adalah tutor matematika. Jelaskan SETIAP langkah penyelesaian secara rinci dengan bahasa sederhana, beri alasan tiap langkah, lalu tulis jawaban akhir.",
+        ],
+    },
+}
+# How the product passes the student's typed question (the user message template).
+TUTOR_USER = {
+    "dev": ["{q}", "Student question:\n{q}", "Problem from the student's homework:\n{q}\n\nGrade level: {g}"],
+    "holdout": ["{q}", "[learner]\n{q}", "Exercise:\n{q}\n(grade {g})"],
+}
+# Follow-ups that react to the answer just given ({n} is a number the student quotes).
+TUTOR_FOLLOWUP = {
+    "dev": {
+        "en": [
+            "I don't get step {n}, can you explain it differently?",
+            "Why do we multiply there?",
+            "I got {n} instead, where did I go wrong?",
+            "Can you give me a similar problem to practice?",
+            "ok that makes sense. what if the number was {n}?",
+            "thanks!! can you explain the last step again?",
+        ],
+        "es": ["No entiendo el paso {n}, me lo explicas otra vez?", "Yo saqué {n}, qué hice mal?", "gracias! y si fuera {n}?"],
+        "pt": ["Não entendi o passo {n}, pode explicar de novo?", "Eu achei {n}, onde errei?", "valeu! e se fosse {n}?"],
+    },
+    "holdout": {
+        "en": [
+            "wait, how did you get from step {n} to the next one?",
+            "my teacher got {n}, which one is right?",
+            "can you make the explanation shorter?",
+            "what's the rule you used in step {n}?",
+            "ok I think I get it, can you check: is it {n}?",
+        ],
+        "hi": ["step {n} samajh nahi aaya, phir se samjhaiye", "mera answer {n} aaya, galti kahan hai?"],
+        "fr": ["je comprends pas l'étape {n}, tu peux réexpliquer ?", "j'ai trouvé {n}, c'est faux ?"],
+        "id": ["langkah {n} kurang paham, bisa dijelaskan lagi?", "jawabanku {n}, salahnya di mana?"],
+    },
+}
+
+# --- benign: repeated-sampling evaluations (passk_eval) ---------------------------------------
+
+# Public evaluation templates: many unrelated accounts run these very strings (a harness's
+# defaults), so sharing one is no evidence of a common operator.
+PASSK_PUBLIC = {
+    "dev": {
+        "math": "Solve the following problem. Reason step by step and write your final answer as 'ANSWER: <value>' on the last line.\n\n{q}",
+        "gsm8k": "Question: {q}\nThink step by step. At the end, write 'The final answer is <number>'.",
+        "code": "Complete the Python function below. Output the full function in a single ```python code block.\n\n{q}",
+        "mbpp": "You are given a programming task. Write a correct Python function.\n\nTask: {q}\n\nPut your solution in a ```python block.",
+    },
+    "holdout": {
+        "math": "Problem:\n{q}\n\nWork it out step by step, then give the final result inside \\boxed{{}}.",
+        "gsm8k": "{q}\nSolve carefully and end your reply with a line 'Answer: <number>'.",
+        "code": "# Task: implement the function so that it passes hidden unit tests.\n{q}",
+        "mbpp": "Write a Python function that satisfies the description. Return only code.\n\nDescription: {q}",
+    },
+}
+# A lab's own (private) evaluation wrapper; colleagues of one lab share it.
+PASSK_PRIVATE = {
+    "dev": [
+        "[eval v3 | {fam}] Solve the item below. Think as long as you need, then answer in the format '#### <answer>'.\n\n{q}",
+        "### Item\n{q}\n### Instructions\nProduce a careful solution; last line must be 'Final: <answer>'.",
+    ],
+    "holdout": [
+        "<item type='{fam}'>\n{q}\n</item>\nReason at length, then emit <final>answer</final>.",
+        "Lab harness prompt ({fam}). Provide your best solution, then 'RESULT: <answer>'.\n---\n{q}",
+    ],
+}
+
+
+def student_typos(rng: random.Random, text: str, rate: float) -> str:
+    """``text`` as typed in a hurry: about ``rate`` of its words get one slip of the finger.
+
+    Slips are swapped, dropped or doubled letters; a third of messages also lose their
+    leading capital. Item text gets slips too: people retype problems, they do not paste
+    them byte for byte.
+    """
+    if rate <= 0:
+        return text
+    words = text.split(" ")
+    for j, w in enumerate(words):
+        if len(w) > 3 and rng.random() < rate:
+            p = rng.randrange(len(w) - 1)
+            kind = rng.randrange(3)
+            if kind == 0:
+                w = w[:p] + w[p + 1] + w[p] + w[p + 2 :]
+            elif kind == 1:
+                w = w[:p] + w[p + 1 :]
+            else:
+                w = w[: p + 1] + w[p] + w[p + 1 :]
+            words[j] = w
+    out = " ".join(words)
+    if out and rng.random() < 0.33:
+        out = out[0].lower() + out[1:]
+    return out
