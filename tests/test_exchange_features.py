@@ -295,3 +295,13 @@ def test_a_request_carries_context_when_its_input_outgrows_its_own_texts():
     single = out.with_columns(pl.Series("turn", [None, None, None, 2, None, 1], dtype=pl.Int64)).select(single_turn())
     # turn wins where recorded; otherwise context decides; unknown counts as single, as before.
     assert single.to_series().to_list() == [True, False, True, False, True, True]
+
+
+def test_answer_placeholders_and_test_judged_code_are_parseable_answer_formats():
+    """Harness idioms beyond "final answer in \\boxed{}": an answer placeholder and code judged by tests."""
+    from distillguard.features.lexicon import ANSWER_FORMAT
+
+    texts = pl.Series(["lab harness prompt (math). provide your best solution, then 'result: <answer>'.",
+                       "# task: implement the function so that it passes hidden unit tests.",
+                       "explain every step of your reasoning in full detail."])
+    assert texts.str.contains(ANSWER_FORMAT).to_list() == [True, True, False]
