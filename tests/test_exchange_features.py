@@ -303,5 +303,7 @@ def test_answer_placeholders_and_test_judged_code_are_parseable_answer_formats()
 
     texts = pl.Series(["lab harness prompt (math). provide your best solution, then 'result: <answer>'.",
                        "# task: implement the function so that it passes hidden unit tests.",
+                       "work it out step by step, then give the final result inside \\boxed{}.",
+                       "solve carefully and end your reply with a line 'answer: <number>'.",
                        "explain every step of your reasoning in full detail."])
-    assert texts.str.contains(ANSWER_FORMAT).to_list() == [True, True, False]
+    assert texts.str.contains(ANSWER_FORMAT).to_list() == [True, True, True, True, False]
