@@ -363,3 +363,15 @@ def test_one_shot_tool_calls_and_repeats_are_not_sessions():
                                   {"prompt": "Edit lib/core/io.py and ./setup.cfg", "tool_count": 2},
                                   {"prompt": "Edit lib/core/io.py", "tool_count": None}]))
     assert ex["ctx0"].null_count() == 2 and ex["ctx1"].to_list()[1] is not None
+
+
+def test_answer_placeholders_and_test_judged_code_are_parseable_answer_formats():
+    """Harness idioms beyond "final answer in \\boxed{}": an answer placeholder and code judged by tests."""
+    from distillguard.features.lexicon import ANSWER_FORMAT
+
+    texts = pl.Series(["lab harness prompt (math). provide your best solution, then 'result: <answer>'.",
+                       "# task: implement the function so that it passes hidden unit tests.",
+                       "work it out step by step, then give the final result inside \\boxed{}.",
+                       "solve carefully and end your reply with a line 'answer: <number>'.",
+                       "explain every step of your reasoning in full detail."])
+    assert texts.str.contains(ANSWER_FORMAT).to_list() == [True, True, True, True, False]

@@ -282,10 +282,10 @@ def test_partner_rule_is_sandboxed_unless_approved(tmp_path):
     r = _cli("share", "rules", str(b), "--out", str(tmp_path / "r1"))
     assert r.returncode == 0, r.stderr[-500:]
     doc = yaml.safe_load((tmp_path / "r1" / "partner-everything.yaml").read_text())
-    assert doc["max_action"] == "monitor" and doc["weight"] < 0.6  # alone, below the policy's challenge threshold
+    assert doc["sandbox_max_action"] == "monitor" and doc["weight"] < 0.6  # alone, below the policy's challenge threshold
     r = _cli("share", "rules", str(b), "--out", str(tmp_path / "r2"), "--approve", "partner-everything")
     doc = yaml.safe_load((tmp_path / "r2" / "partner-everything.yaml").read_text())
-    assert doc.get("weight", 0.9) == 0.9 and "max_action" not in doc
+    assert doc.get("weight", 0.9) == 0.9 and "sandbox_max_action" not in doc
 
 
 def _ident(conf, half=30, min_hits=1, pattern=None, iid="indicator--00000000-0000-4000-8000-0000000000a1"):

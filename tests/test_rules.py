@@ -124,6 +124,17 @@ def test_an_evaluation_harness_asking_for_parseable_answers_is_not_a_harvest(rul
     assert fires(rule_id, tp) and not fires(rule_id, harness)
 
 
+def test_rules_of_request_shape_alone_cannot_suspend():
+    """n > 1, huge max_tokens, repeated sampling: how an account asks, not what it obtained."""
+    assert RULES["dg-004"].max_action == "challenge" and RULES["dg-010"].max_action == "challenge"
+    assert all(r.max_action == "suspend" for rid, r in RULES.items() if rid not in ("dg-004", "dg-010"))
+
+
+def test_only_the_hidden_substream_rule_outweighs_a_products_legitimacy():
+    """dg-008 finds a harvester among a reseller's end users: that the rest serves people does not clear it."""
+    assert [rid for rid, r in RULES.items() if r.substream] == ["dg-008"]
+
+
 def test_malformed_rule_is_rejected():
     bad = {"id": "x", "title": "t", "description": "d", "level": "high", "reason": "r", "tags": [], "falsepositives": [],
            "scope": ["account"], "detection": {"all": {"novelty": "about 0.9"}}}
@@ -131,3 +142,5 @@ def test_malformed_rule_is_rejected():
         parse_rule(bad)
     with pytest.raises(ValueError):
         parse_rule({k: v for k, v in bad.items() if k != "level"})
+    with pytest.raises(ValueError):
+        parse_rule(bad | {"detection": {"all": {"novelty": ">= 0.9"}}, "max_action": "ban"})

@@ -357,15 +357,16 @@ def test_an_agents_tool_loop_is_one_task_while_repeated_sampling_counts_every_ca
 
 
 def test_the_learned_layer_alone_throttles_at_most_and_a_rule_is_needed_to_suspend(tmp_path):
-    """300 sustained, output-maximising, benchmark-shaped asks: with the packaged rules
-    (capability sweep, output-maximising shape) the account is suspended. With no rules at all
+    """1,200 sustained, output-maximising, benchmark-shaped asks (a harvest at scale: 600 novel
+    asks beyond an ordinary stream): with the packaged rules (capability sweep,
+    output-maximising shape) the account is suspended. With no rules at all
     the same scores come from the learned layer alone, and the policy stops at ``throttle``
     (``model_only_max``) unless a provider's policy lets the model suspend on its own."""
     t0 = _ms("2026-11-02T00:00:00Z")
     rows = [{"request_id": f"r-{i}", "ts": t0 + i * 30_000, "account_id": "acct_mo", "model": "frontier-large",
              "n": 4, "max_tokens": 16384, "logprobs": True, "top_logprobs": 10,
              "prompt": f"Question {i}: what is {i} * {i + 7} + {3 * i}?", "input_tokens": 40, "output_tokens": 900, "status": 200}
-            for i in range(300)]
+            for i in range(1200)]
     log = tmp_path / "events.jsonl"
     log.write_bytes(b"\n".join(orjson.dumps(r) for r in rows) + b"\n")
     no_rules = tmp_path / "no-rules"
@@ -430,7 +431,9 @@ def test_a_steady_account_is_judged_the_same_on_a_day_and_on_five_days_of_log(tm
         assert acc["flagged"] == "false"
         scores[days] = float(acc["score"])
     assert scores[1] > 0.001  # (the volume feature does contribute)
-    assert scores[5] == pytest.approx(scores[1], abs=1e-4)
+    # (More exchanges are more evidence: the score's shrinkage towards the prior, n / (n + 3) of
+    # the model's log-odds, differs by a few thousandths between 720 and 3,600 exchanges.)
+    assert scores[5] == pytest.approx(scores[1], abs=5e-3)
 
 
 def test_a_log_without_turns_judges_multi_turn_traffic_by_its_carried_context(tmp_path):
@@ -454,3 +457,65 @@ def test_a_log_without_turns_judges_multi_turn_traffic_by_its_carried_context(tm
         scan([str(log)], tmp_path / name, show_progress=False)
         scores[name] = float(_accounts(tmp_path / name)["acct_router"]["score"])
     assert scores["no-turns"] == pytest.approx(scores["turns"], abs=1e-4)
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def test_a_tutoring_product_and_an_evaluation_run_are_at_most_monitored_a_harvest_of_the_same_shape_is_not(tmp_path):
+    """Severity follows what an account obtained and what its traffic is for (issue 22).
+
+    A tutoring company's back-end (account of two years, a fixed template asking for every
+    step, its students' problems, a quarter of them followed by a question about the answer)
+    and three colleagues of one university running one pass@k evaluation (n = 8, huge
+    ``max_tokens``, high effort, a parseable-answer format, 300 items each within half an hour)
+    are at most monitored. The same asks from a new account with no follow-ups, and the same
+    request shapes over 1,500 new items without an answer format, are harvests and flagged."""
+    t0 = _ms("2026-11-02T00:00:00Z")
+    rnd = random.Random(5)
+    rows = []
+    pool = [f"A train leaves at {h}:00 and travels {d} km at {v} km/h. When does it arrive, and how far is it after {m} minutes?"
+            for h, d, v, m in zip(range(1, 200), range(100, 400), range(40, 240), range(10, 210))]
+
+    def tutor(acct: str, created: str | None, followups: float) -> None:
+        ts = t0
+        for i in range(600):
+            ts += rnd.randint(30_000, 110_000)
+            base = {"account_id": acct, "model": "frontier-large", "max_tokens": 2048, "status": 200, "output_tokens": 600,
+                    "system_prompt": "You are a patient math tutor for students.", "org_id": f"org_{acct}"}
+            if created:
+                base["account_created_at"] = created
+            rows.append(base | {"request_id": f"{acct}-{i}", "ts": _iso(ts), "conversation_id": f"{acct}-c{i}", "turn": 1,
+                                "prompt": "Explain each step of the solution in detail so that a student can follow it. "
+                                          f"Show all your work.\n\nProblem: {rnd.choice(pool)}"})
+            if rnd.random() < followups:
+                rows.append(base | {"request_id": f"{acct}-{i}-f", "ts": _iso(ts + 20_000), "conversation_id": f"{acct}-c{i}", "turn": 2,
+                                    "prompt": f"I don't get step {rnd.randint(1, 5)}, why is it {rnd.randint(2, 90)}?"})
+
+    tutor("acct_tutor", "2024-11-01T00:00:00Z", 0.25)
+    tutor("acct_lookalike", "2026-11-01T00:00:00Z", 0.0)
+
+    def sampler(acct: str, start: int, items: list[str], fmt: bool, dom: str, ip: str) -> None:
+        for i, q in enumerate(items):
+            prompt = (f"Solve the following problem. Think step by step.\n\n{q}\n\nPut your final answer within \\boxed{{}}." if fmt
+                      else f"Explain in full detail every step of your reasoning, and do not skip anything:\n\n{q}")
+            rows.append({"request_id": f"{acct}-{i}", "ts": _iso(start + i * 5_000), "account_id": acct, "model": "frontier-large",
+                         "email_domain": dom, "asn": 553, "client_ip": ip, "user_agent": "openai-python/1.51.0",
+                         "n": 8, "temperature": 0.8, "max_tokens": 32768, "reasoning_effort": "high", "prompt": prompt,
+                         "status": 200, "output_tokens": 9000})
+
+    bench = [f"Let $x_{{{k}}}$ satisfy ${k}x^2 + {k + 3}x - {2 * k + 1} = 0$. Find the sum of all real roots times {k % 7 + 2}."
+             for k in range(1, 1501)]
+    for c in range(3):
+        sampler(f"acct_colleague{c}", t0 + (2 + c) * 3_600_000, bench[:300], True, "uni-example.de", f"129.206.7.{30 + c}")
+    sampler("acct_harvester", t0 + 2 * 3_600_000, bench, False, "harvest.example", "203.0.113.9")
+    rows.sort(key=lambda r: r["ts"])
+    log = tmp_path / "events.jsonl"
+    log.write_bytes(b"\n".join(orjson.dumps(r) for r in rows) + b"\n")
+    scan([str(log)], tmp_path / "scan", show_progress=False)
+    acc = _accounts(tmp_path / "scan")
+    for a in ("acct_tutor", "acct_colleague0", "acct_colleague1", "acct_colleague2"):
+        assert acc[a]["action"] in ("none", "monitor"), acc[a]
+    assert acc["acct_lookalike"]["flagged"] == "true", acc["acct_lookalike"]
+    assert acc["acct_harvester"]["flagged"] == "true", acc["acct_harvester"]

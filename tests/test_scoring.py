@@ -157,3 +157,66 @@ def test_volume_is_counted_over_a_trailing_day_so_a_longer_log_does_not_raise_ri
     # A mixed stream whose extraction-shaped share is at most half counts no volume at all.
     mixed = derive(snaps.with_columns(pl.col("d_extract") * 0.5))
     assert (mixed["x_log_extract"] == 0.0).all()
+
+
+def test_severity_follows_harvested_yield_and_bounded_purposes():
+    p = Policy()
+    lvl = np.array([4, 4, 4, 3, 3, 2, 4], dtype=np.int8)
+    yield_ = np.array([800, 800, 300, 300, 50, 0, 5000])
+    suspend_rule = np.array([True, False, True, False, False, False, True])
+    bounded = np.array([False, False, False, False, False, False, True])
+    # suspend: a rule that may suspend + yield at scale; otherwise throttle while the yield is
+    # real, challenge when it is not (request shape alone); a bounded purpose -> monitor.
+    assert p.severity(lvl, yield_, suspend_rule, bounded).tolist() == [4, 3, 3, 3, 2, 2, 1]
+    # A product serving people: monitor, or challenge against a fired harvest rule.
+    product = np.ones(2, dtype=bool)
+    assert p.severity(np.array([4, 4], dtype=np.int8), np.full(2, 5000), np.ones(2, dtype=bool), product=product,
+                      hidden=np.array([True, False])).tolist() == [2, 1]
+    # Levels are only ever lowered.
+    assert p.severity(np.array([0, 1], dtype=np.int8), np.zeros(2), np.ones(2, dtype=bool)).tolist() == [0, 1]
+
+
+def _sums(**kw) -> pl.DataFrame:
+    from distillguard.features.account import SUM_COLUMNS
+
+    base = {c: 0.0 for c in SUM_COLUMNS} | {f"d_{c}": 0.0 for c in ("n", "extract", "new_exact")}
+    base |= {"first_seen": 1_793_577_600_000, "created": None}
+    return pl.DataFrame([base | kw], schema_overrides={"created": pl.Int64})
+
+
+def test_evaluation_run_and_product_evidence():
+    from distillguard.features.account import evaluation_run, harvest_yield, serves_people
+
+    day = 86_400_000
+    # 500 benchmark items, each asking for a parseable answer, over three hours: an evaluation run.
+    ev = dict(n=500, text=500, ident=500, new_exact=500, new_global=500, fmt=480, reason=500, extract=500, new_hour=3,
+              d_n=500, d_extract=500, d_new_exact=500)
+    assert _sums(**ev).select(evaluation_run()).item()
+    assert _sums(**ev).select(harvest_yield()).item() == 250.0
+    # ... not once it demands the whole trace, grows past the item bound, or goes on for a day.
+    assert not _sums(**(ev | {"trace": 200})).select(evaluation_run()).item()
+    assert not _sums(**(ev | {"new_exact": 5000, "n": 5000, "text": 5000, "ident": 5000, "fmt": 4800})).select(evaluation_run()).item()
+    assert not _sums(**(ev | {"new_hour": 20})).select(evaluation_run()).item()
+    assert not _sums(**(ev | {"fmt": 0})).select(evaluation_run()).item()
+    # A tutoring product: tenure and follow-up turns. Unknown tenure, a young account or no
+    # follow-ups are no evidence.
+    tutor = dict(n=2000, multi=400, single=1600, text=2000, ident=2000, new_exact=900, first_seen=1_793_577_600_000)
+    assert _sums(**tutor, created=1_793_577_600_000 - 400 * day).select(serves_people()).item()
+    assert not _sums(**tutor).select(serves_people()).item()
+    assert not _sums(**tutor, created=1_793_577_600_000 - 20 * day).select(serves_people()).item()
+    assert not _sums(**(tutor | {"multi": 20, "single": 1980}), created=1_793_577_600_000 - 400 * day).select(serves_people()).item()
+    # Text withheld: novel digests beyond half of the stream are the yield.
+    assert _sums(n=1000, ident=1000, new_exact=1000, d_n=1000, d_new_exact=1000).select(harvest_yield()).item() == 500.0
+
+
+def test_scores_are_shrunk_by_the_evidence_behind_them():
+    from distillguard.scoring.model import PRIOR_SCORE, shrink_by_evidence
+
+    p = np.array([0.9998, 0.9998, 0.9998, 0.9998, 0.2])
+    n = np.array([1, 2, 10, 1000, 1000])
+    s = shrink_by_evidence(p, n)
+    assert s[0] < 0.5 and s[1] < 0.9 and s[0] < s[1] < s[2] < s[3] and s[3] > 0.999
+    assert abs(shrink_by_evidence(np.array([0.99]), np.array([0]))[0] - PRIOR_SCORE) < 1e-12
+    # Monotone in the model's probability at fixed evidence.
+    grid = np.linspace(0.01, 0.99, 50)
+    assert np.all(np.diff(shrink_by_evidence(grid, np.full(50, 7))) > 0)

@@ -17,14 +17,18 @@ import numpy as np
 import polars as pl
 import xxhash
 
-from .features.account import DAY_COLUMNS, SUM_COLUMNS, VOLUME_WINDOW_MS, asks_share, derive, snapshots, tick_aggregates
+from .features.account import (DAY_COLUMNS, SUM_COLUMNS, VOLUME_WINDOW_MS,
+                               asks_share, derive, evaluation_run, harvest_yield, serves_people, snapshots, tick_aggregates)
 from .features.linking import LinkGraph, link_pairs
 from .schema import ACTIONS
-from .scoring.model import AccountModel
-from .scoring.policy import Policy
+from .scoring.model import AccountModel, shrink_by_evidence
+from .scoring.policy import ACTION_LEVEL, Policy
 from .scoring.rules import Rule, fire
 
 MODEL_REASON_MIN = 0.4  # log-odds a feature must add before it is named as a reason
+# Follow-ups a product's trailing window must show once its own rate expects this many (a
+# Poisson count of 5 is zero by chance 0.7 % of the time).
+PRODUCT_WINDOW_EXPECTED = 5.0
 
 
 @dataclass
@@ -68,21 +72,29 @@ def _noisy_or(p: np.ndarray, fired: np.ndarray, weights: np.ndarray) -> np.ndarr
     return 1.0 - (1.0 - p) * keep
 
 
-def _score_block(df: pl.DataFrame, model: AccountModel, rules: list[Rule], scope: str, prefix: str, n_col: str) -> tuple[np.ndarray, np.ndarray, list[Rule]]:
-    """Fused score for each row of ``df`` in one scope; also the fired matrix and its rules."""
-    p = model.predict_proba(df, prefix)
+def _score_block(df: pl.DataFrame, model: AccountModel, rules: list[Rule], scope: str, prefix: str, n_col: str,
+                 unshrunk: list | None = None) -> tuple[np.ndarray, np.ndarray, list[Rule]]:
+    """Fused score for each row of ``df`` in one scope; also the fired matrix and its rules.
+
+    The model's probability is shrunk by the evidence behind the row (``shrink_by_evidence``)
+    before rules are fused in: a rule carries its own ``min_events``. ``unshrunk`` (a list),
+    when given, receives the fused score without the shrinkage (the policy's few-events tier)."""
+    raw = model.predict_proba(df, prefix)
+    p = shrink_by_evidence(raw, evidence(df, n_col[: -len("n")]) if df.height else np.zeros(0))
     active = [r for r in rules if scope in r.scope]
     if active and df.height:
         fired = fire(df, active, scope, prefix, n_col).select([f"r:{r.id}" for r in active]).to_numpy().astype(bool)
     else:
         fired = np.zeros((df.height, len(active)), dtype=bool)
     w = np.array([r.weight for r in active], dtype=float)
+    if unshrunk is not None:
+        unshrunk.append(_noisy_or(raw, fired, w))
     return _noisy_or(p, fired, w), fired, active
 
 
 def sandbox_cap(rules: Sequence[Rule]) -> int | None:
-    """The highest ``max_action`` level of the sandboxed rules among ``rules`` (None: none is)."""
-    caps = [ACTIONS.index(r.max_action) for r in rules if r.max_action is not None]
+    """The highest cap of the sandboxed rules among ``rules`` (None: none is)."""
+    caps = [ACTIONS.index(r.sandbox) for r in rules if r.sandbox is not None]
     return max(caps) if caps else None
 
 
@@ -101,6 +113,21 @@ def account_snapshots(ticks: pl.DataFrame, cfg: ReplayConfig) -> pl.DataFrame:
     # tool-loop repeats, for ``evidence``, are used again): dropping them cuts the replay's
     # largest frame by about a quarter.
     return snaps.drop([f"w_{c}" for c in SUM_COLUMNS if c not in ("n", "tool_repeat")])
+
+
+def may_suspend(fired: np.ndarray, active: list[Rule]) -> np.ndarray:
+    """Rows where a fired rule may justify suspension (``max_action: suspend``)."""
+    if fired.size == 0:
+        return np.zeros(fired.shape[0], dtype=bool)
+    strong = np.array([ACTION_LEVEL[r.max_action] >= ACTION_LEVEL["suspend"] for r in active], dtype=bool)
+    return fired[:, strong].any(axis=1)
+
+
+def fired_substream(fired: np.ndarray, active: list[Rule]) -> np.ndarray:
+    """Rows where a rule that finds a harvester hidden among other traffic fired (``substream``)."""
+    if fired.size == 0:
+        return np.zeros(fired.shape[0], dtype=bool)
+    return fired[:, np.array([r.substream for r in active], dtype=bool)].any(axis=1)
 
 
 def evidence(df: pl.DataFrame, prefix: str = "") -> np.ndarray:
@@ -161,38 +188,61 @@ def _account_pass(ticks: pl.DataFrame, attrs: pl.DataFrame, model: AccountModel,
     snaps = snaps.join(attrs.select("account_id", "org"), on="account_id", how="left")
     allowed = (snaps["account_id"].is_in(list(policy.allow_accounts)) | snaps["org"].is_in(list(policy.allow_orgs)).fill_null(False)).to_numpy()
 
-    s_cum, f_cum, a_cum = _score_block(snaps, model, rules, "account", "x_", "n")
-    s_win, f_win, a_win = _score_block(snaps, model, rules, "window", "w_x_", "w_n")
+    raw: list[np.ndarray] = []
+    s_cum, f_cum, a_cum = _score_block(snaps, model, rules, "account", "x_", "n", raw)
+    s_win, f_win, a_win = _score_block(snaps, model, rules, "window", "w_x_", "w_n", raw)
     w_ok = evidence(snaps, "w_") >= cfg.min_window_events
     s_win = np.where(w_ok, s_win, 0.0)
     own = np.maximum(s_cum, s_win)
+    own_raw = np.maximum(raw[0], np.where(w_ok, raw[1], 0.0))
     n_arr = evidence(snaps)
     asks = snaps.select(asks_share()).to_series().to_numpy()
     tick, first_seen = snaps["tick"].to_numpy(), snaps["first_seen"].to_numpy()
+    # Severity by what the account obtained and what its traffic is for (``Policy.severity``).
+    # A product's follow-ups must go on in its trailing window too: an account taken over or
+    # resold changes there first. A window with none where the account's own rate expects
+    # several (PRODUCT_WINDOW_EXPECTED) has changed; a quiet hour's chance gap has not.
+    w_multi = pl.col("w_n") * (1.0 - pl.col("w_x_single_share"))
+    expected = pl.col("w_n") * pl.col("multi") / pl.col("n").clip(lower_bound=1.0)
+    window_agrees = ~pl.col("_w_ok") | (w_multi >= 0.5) | (expected < PRODUCT_WINDOW_EXPECTED)
+    sev = snaps.with_columns(pl.Series("_w_ok", w_ok)).select(
+        harvest_yield().alias("y"), evaluation_run().alias("b"), (serves_people() & window_agrees).alias("p"))
+    y, bounded, product = sev["y"].to_numpy(), sev["b"].to_numpy(), sev["p"].to_numpy()
 
-    def decide(own: np.ndarray, ruled: np.ndarray) -> np.ndarray:
+    def decide(own: np.ndarray, own_raw: np.ndarray, f_c: np.ndarray, a_c: list[Rule], f_w: np.ndarray, a_w: list[Rule]) -> np.ndarray:
         lvl = policy.levels(own, n_arr, allowed)
         # Too few exchanges to judge an account on its own (unless near-certain, see the policy):
         # it can still be flagged through its cluster.
         # The few-events tier reads extraction asks, as propagation does.
-        lvl = policy.evidence_gate(lvl, own, n_arr, asks)
+        lvl = policy.evidence_gate(lvl, own_raw, n_arr, asks, few_lvl=policy.levels(own_raw, n_arr, allowed))
         # A reviewed rule is specific evidence and acts at once; the learned layer's verdict alone
         # on a burst waits until the account has been observed for the policy's sustain span, and
         # never goes past the policy's ``model_only_max`` (suspension needs a rule).
-        return np.where(ruled, lvl, policy.model_only(policy.sustained(tick, first_seen, lvl, n_arr)))
+        ruled = f_c.any(axis=1) | (f_w.any(axis=1) & w_ok)
+        lvl = np.where(ruled, lvl, policy.model_only(policy.sustained(tick, first_seen, lvl, n_arr)))
+        strong = may_suspend(f_c, a_c) | (may_suspend(f_w, a_w) & w_ok)
+        hidden = fired_substream(f_c, a_c) | (fired_substream(f_w, a_w) & w_ok)
+        if ACTION_LEVEL[policy.model_only_max] >= ACTION_LEVEL["suspend"]:
+            strong |= ~ruled  # a provider's policy lets the learned layer suspend on its own
+        return policy.severity(lvl, y, strong, bounded, product=product, hidden=hidden)
 
-    lvl = decide(own, f_cum.any(axis=1) | (f_win.any(axis=1) & w_ok))
+    lvl = decide(own, own_raw, f_cum, a_cum, f_win, a_win)
     cap = sandbox_cap(a_cum + a_win)
     if cap is not None:
-        # Sandboxed (partner) rules raise an account's action at most to their ``max_action``:
-        # the decision without them, or the decision with them capped, whichever is higher.
-        keep_c = np.array([r.max_action is None for r in a_cum], dtype=bool)
-        keep_w = np.array([r.max_action is None for r in a_win], dtype=bool)
-        w_c = np.array([r.weight for r in a_cum], dtype=float)
-        w_w = np.array([r.weight for r in a_win], dtype=float)
-        t_cum = _noisy_or(model.predict_proba(snaps, "x_"), f_cum[:, keep_c], w_c[keep_c])
-        t_win = np.where(w_ok, _noisy_or(model.predict_proba(snaps, "w_x_"), f_win[:, keep_w], w_w[keep_w]), 0.0)
-        trusted = decide(np.maximum(t_cum, t_win), f_cum[:, keep_c].any(axis=1) | (f_win[:, keep_w].any(axis=1) & w_ok))
+        # Sandboxed (partner) rules raise an account's action at most to their cap: the decision
+        # without them, or the decision with them capped, whichever is higher.
+        keep_c = np.array([r.sandbox is None for r in a_cum], dtype=bool)
+        keep_w = np.array([r.sandbox is None for r in a_win], dtype=bool)
+        kc, kw = [r for r in a_cum if r.sandbox is None], [r for r in a_win if r.sandbox is None]
+        w_c = np.array([r.weight for r in kc], dtype=float)
+        w_w = np.array([r.weight for r in kw], dtype=float)
+        p_c, p_w = model.predict_proba(snaps, "x_"), model.predict_proba(snaps, "w_x_")
+        e_c, e_w = evidence(snaps), evidence(snaps, "w_")
+        t_cum = _noisy_or(shrink_by_evidence(p_c, e_c), f_cum[:, keep_c], w_c)
+        t_win = np.where(w_ok, _noisy_or(shrink_by_evidence(p_w, e_w), f_win[:, keep_w], w_w), 0.0)
+        r_cum = _noisy_or(p_c, f_cum[:, keep_c], w_c)
+        r_win = np.where(w_ok, _noisy_or(p_w, f_win[:, keep_w], w_w), 0.0)
+        trusted = decide(np.maximum(t_cum, t_win), np.maximum(r_cum, r_win), f_cum[:, keep_c], kc, f_win[:, keep_w], kw)
         lvl = np.maximum(trusted, np.minimum(lvl, cap)).astype(np.int8)
     snaps = snaps.with_columns(pl.Series("own", own), pl.Series("lvl", lvl)).with_row_index("_row")
 
@@ -443,13 +493,17 @@ def _cluster_epochs(items: list[tuple[int, np.ndarray, np.ndarray]], accounts: l
     csum = derive(csum)
     # Sandboxed (partner) rules never convict a cluster: propagation is guilt by association,
     # which only reviewed local rules may decide.
-    c_score, c_fired, c_active = _score_block(csum, model, [r for r in rules if r.max_action is None], "cluster", "x_", "n")
+    c_score, c_fired, c_active = _score_block(csum, model, [r for r in rules if r.sandbox is None], "cluster", "x_", "n")
     c_lvl = policy.levels(c_score, csum["n"].to_numpy())
     # A cluster verdict reaches its members only through a reviewed cluster rule: the model
     # alone never convicts by association.
     c_lvl = np.where(c_fired.any(axis=1) if c_fired.size else False, c_lvl, np.minimum(c_lvl, 1)).astype(np.int8)
     echo = csum["x_global_novelty"].to_numpy() < cfg.cluster_min_global_novelty
     c_lvl = np.where(echo, np.minimum(c_lvl, 1), c_lvl).astype(np.int8)
+    # The same severity evidence as an account's, over the members' summed sums: colleagues
+    # running one evaluation together are an evaluation-sized run.
+    c_sev = csum.select(harvest_yield().alias("y"), evaluation_run().alias("b"))
+    c_lvl = policy.severity(c_lvl, c_sev["y"].to_numpy(), may_suspend(c_fired, c_active), c_sev["b"].to_numpy())
     flagged_c = np.flatnonzero(c_lvl >= 2)
     if flagged_c.size == 0:
         return out
@@ -463,7 +517,11 @@ def _cluster_epochs(items: list[tuple[int, np.ndarray, np.ndarray]], accounts: l
                 & (pl.col("single") >= cfg.propagate_textless_min_single * pl.col("n")))
     shown = ((asks_share() >= cfg.propagate_min_extract) | (pl.col("own") >= cfg.propagate_min_own)) & (
         pl.col("n") >= cfg.propagate_min_events)
-    own_evidence = shown | textless
+    # A member whose own traffic is a product serving people does not inherit, whoever it
+    # shares a card or network with. (An evaluation-sized member still does: a campaign's
+    # accounts are each small; colleagues running one evaluation are judged as a cluster,
+    # whose summed run is evaluation-sized.)
+    own_evidence = (shown | textless) & ~serves_people()
     # (Whatever the member's own score: a member scoring higher than its cluster may still be
     # below the evidence an account needs to be judged alone, e.g. a handful of exchanges.)
     j = j.filter((pl.col("c_lvl") >= 2) & own_evidence)

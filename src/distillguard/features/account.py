@@ -170,3 +170,61 @@ def derive(df: pl.DataFrame, prefix: str = "", now_col: str = "tick") -> pl.Data
     }
     return df.with_columns([e.cast(pl.Float64).fill_nan(0.0).fill_null(0.0).alias(prefix + "x_" + k) for k, e in feats.items()])
 
+
+
+# --- Severity evidence (read by ``scoring.policy.Policy.severity``) -------------------------
+# These are functions of an account's (or a cluster's summed) running sums, so the scan, the
+# service and Spark compute them alike. They say how much an account has *obtained*, and
+# whether its traffic carries the marks of a purpose that needs that much.
+
+# An evaluation harness runs a finite item set and stops: public benchmarks hold hundreds to a
+# few thousand items, and a pass@k run of one, even at n = 16 with long reasoning, is over
+# within hours of active traffic.
+EVAL_MAX_ITEMS = 2_000
+EVAL_MAX_HOURS = 8
+# A product account that has served people for a quarter of a year before the log began.
+TENURE_DAYS = 90
+# Follow-up turns: people reacting to answers, which a product serving people carries and a
+# harvester has no use for (a follow-up yields no new item).
+PRODUCT_MIN_FOLLOWUP = 0.05
+
+
+def harvest_yield() -> pl.Expr:
+    """Distinct prompts an account (or a cluster's summed members) obtained answers to beyond
+    an ordinary stream, over the trailing day: novel extraction-shaped prompts beyond half of
+    the stream (what ``log_extract`` counts), plus, for the share of traffic whose text the log
+    withholds, novel prompts beyond half of it (a digest still says "new"). Needs the running
+    sums and their ``d_`` trailing-day sums."""
+    n = pl.col("d_n")
+    text_frac = (pl.col("text") / pl.col("n").clip(lower_bound=1.0)).clip(0.0, 1.0)
+    readable = (pl.min_horizontal("d_extract", "d_new_exact") - ORDINARY_EXTRACT_SHARE * n).clip(lower_bound=0.0)
+    textless = (1.0 - text_frac) * (pl.col("d_new_exact") - ORDINARY_EXTRACT_SHARE * n).clip(lower_bound=0.0)
+    return (readable + textless).fill_null(0.0)
+
+
+def evaluation_run() -> pl.Expr:
+    """An evaluation-sized run, from the running sums: a finite item set (at most
+    ``EVAL_MAX_ITEMS`` distinct prompts) over few active hours (``EVAL_MAX_HOURS``), asked the way
+    a harness asks (most prompts demand a parseable final answer), without demanding the whole
+    trace or the most output. Whatever its request shape (n > 1, huge ``max_tokens``, high effort), what it
+    obtains is bounded by the item set: at most monitored, and it escalates the moment it grows
+    past either bound."""
+    text = pl.col("text").clip(lower_bound=1.0)
+    # (Items the log had already seen from others are no evidence of a public benchmark: a
+    # campaign spreading repeated sampling of its items over its accounts echoes too.)
+    harness = pl.col("fmt") / text >= 0.5
+    return (harness & (pl.col("trace") / text < 0.1) & (pl.col("maxout") / text < 0.2)
+            & (pl.col("new_exact") <= EVAL_MAX_ITEMS) & (pl.col("new_hour") <= EVAL_MAX_HOURS)).fill_null(False)
+
+
+def serves_people() -> pl.Expr:
+    """Legitimacy evidence from the running sums: an account of long standing
+    (``TENURE_DAYS`` before its first exchange here) whose traffic keeps follow-up turns, as a
+    product serving people does (a tutoring or support app whose users ask about the answer). A
+    harvester gains nothing from a follow-up (no new item), and an account bought or taken over
+    for harvesting changes its trailing window first (the replay checks that too). Unknown tenure
+    is no evidence. (Items repeated across end users are a product's mark too, but so they are
+    of repeated sampling: not used.)"""
+    age_days = (pl.col("first_seen") - pl.col("created")) / 86_400_000
+    n = pl.col("n").clip(lower_bound=1.0)
+    return ((age_days >= TENURE_DAYS) & (pl.col("multi") / n >= PRODUCT_MIN_FOLLOWUP)).fill_null(False)

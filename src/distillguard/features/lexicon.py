@@ -128,6 +128,10 @@ ANSWER_FORMAT = _alt(
     r"box (?:the|your) final answer", r"final (?:numeric|numerical|integer) answer", r"last line of (?:your|the) response", r"\$answer\b", r"answer: \$", r"####",
     r"\b(?:return|respond with|reply with|answer with|output|give|provide) (?:only|just)\b", r"\b(?:code|letter|number|answer|word|label|category|json) only\b",
     r"\bonly (?:the|one|a single) (?:code|letter|number|answer|final answer|word|label|category|option)\b", r"should only contain",
+    # An answer placeholder ("then 'RESULT: <answer>'") and code judged by tests: a harness
+    # parses or executes one thing out of the reply.
+    r"<(?:answer|final[ _]answer|result|choice|letter|number|integer|option)>", r"pass(?:es)? (?:the |all )?(?:hidden |provided )?(?:unit )?tests\b",
+    r"final (?:result|value) (?:after|within|in|as|inside)", r"\x5cboxed\{\}", r"end (?:your|the) (?:reply|response|answer) with (?:a|the|one) line",
     r"\b(?:in |with )?(?:one|a single) word\b", r"\bnothing else\b", r"\bno (?:explanation|extra text|other text)\b", r"without (?:any )?(?:explanation|commentary)",
     r"只输出", r"仅输出", r"只回答", r"只需(?:给出|回答)", r"のみ(?:を)?(?:出力|回答|答え)", r"만 (?:출력|답)", r"solo (?:la respuesta|el código|la letra)",
     r"apenas (?:a resposta|o código|a letra)", r"uniquement (?:la réponse|le code|la lettre)", r"nur (?:die antwort|den code|den buchstaben)", r"только (?:ответ|код|букву)",

@@ -1,9 +1,10 @@
 """Linking accounts into clusters: shared payment, networks, clients, domains, templates.
 
 Each account–key pair becomes active at the first time the account showed the key (for
-templates: when a third distinct prompt used the same frame and the frame carries at least
-``TEMPLATE_SHARE`` of the account's distinct prompts so far, so neither a one-off coincidence nor
-a popular question links anything). At a cluster
+templates: when a third distinct prompt new to the whole log used the same frame, most of
+the frame's uses were such new prompts, and the frame carries at least ``TEMPLATE_SHARE`` of the
+account's distinct prompts so far, so neither a one-off coincidence, nor a popular question, nor
+a public template filled with items others already sent links anything). At a cluster
 epoch E the clusters are the connected components of the bipartite account–key graph built from
 pairs active at E, skipping keys held by fewer than two accounts and keys so common by E that
 they say nothing about coordination (public mail domains, carrier-NAT ranges, popular SDK
@@ -34,6 +35,17 @@ TEMPLATE_REUSE = 3
 # router's users happened to send three times with different follow-ups is content, not a
 # template, and would otherwise tie together everyone who ever asked it.
 TEMPLATE_SHARE = 0.2
+# ... and only with prompts new to the whole log: at least ``TEMPLATE_REUSE`` of them and this
+# share of the frame's uses by the account. A template that many unrelated accounts use (an
+# evaluation harness's, a popular framework's) is common knowledge, like a popular question:
+# evaluators re-running one public benchmark under it send items someone already sent, and
+# are not linked by it; accounts that split a sweep under a private wrapper each send new
+# items, and are.
+TEMPLATE_NEW_SHARE = 0.5
+# A sign-up domain that links accounts on this many networks (ASNs) is a public mail service (a
+# relay such as duck.com, a regional webmail the list above lacks), not one organisation: its
+# domain keys say nothing about coordination.
+DOMAIN_PUBLIC_NETWORKS = 5
 
 def link_pairs(rows: pl.DataFrame) -> pl.DataFrame:
     """(account_id, key, kind, first_ts) for every key shared by at least two accounts in the log.
@@ -58,6 +70,7 @@ class LinkGraph:
     first_ts: np.ndarray  # when the pair became active
     cap: np.ndarray  # per key code: most accounts before the key counts as common
     n_accounts: int
+    domain: np.ndarray | None = None  # per key code: its sign-up domain's code, -1 for other kinds
 
     @classmethod
     def build(cls, pairs: pl.DataFrame, account_index: dict[str, int]) -> "LinkGraph":
@@ -68,7 +81,9 @@ class LinkGraph:
         keys, key = np.unique(pairs["key"].to_numpy(), return_inverse=True)
         kinds = pl.Series(keys).str.split(":").list.first()
         cap = kinds.replace_strict(KEY_CAP, default=100, return_dtype=pl.Int64).to_numpy()
-        return cls(acc, key.astype(np.int64), pairs["first_ts"].to_numpy(), cap, len(account_index))
+        dom = pl.Series(keys).str.extract(r"^dom:(.*)\|[^|]*$")
+        domain = np.where(dom.is_null().to_numpy(), -1, dom.fill_null("").rank("dense").cast(pl.Int64).to_numpy())
+        return cls(acc, key.astype(np.int64), pairs["first_ts"].to_numpy(), cap, len(account_index), domain)
 
     def components_at(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
         """(component label per account, mask of accounts linked to another) at ``epoch``."""
@@ -78,6 +93,14 @@ class LinkGraph:
             return np.arange(n), np.zeros(n, dtype=bool)
         deg = np.bincount(self.key[act], minlength=len(self.cap))
         keep = act & (deg[self.key] >= 2) & (deg[self.key] <= self.cap[self.key])
+        if self.domain is not None and (self.domain >= 0).any():
+            # Networks each domain was seen from so far (its active dom|asn keys).
+            seen = np.zeros(len(self.cap), dtype=bool)
+            seen[self.key[act]] = True
+            d = self.domain
+            nets = np.bincount(d[seen & (d >= 0)], minlength=int(d.max()) + 1)
+            public = (d >= 0) & (nets[np.maximum(d, 0)] >= DOMAIN_PUBLIC_NETWORKS)
+            keep &= ~public[self.key]
         if not keep.any():
             return np.arange(n), np.zeros(n, dtype=bool)
         acc, key = self.acc[keep], self.key[keep]

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from .linking import FREE_MAIL, TEMPLATE_REUSE, TEMPLATE_SHARE
+from .linking import FREE_MAIL, TEMPLATE_NEW_SHARE, TEMPLATE_REUSE, TEMPLATE_SHARE
 
 SMALL_OUTPUT_CAP = 256  # max_tokens below this asks for a label or a short extract, not a corpus
 
@@ -67,10 +67,14 @@ def mark(df: pl.DataFrame, tick_ms: int) -> pl.DataFrame:
     )
     same_acct = pl.col("_acct") == pl.col("_acct").shift(1)
     use = lambda h: pl.when(pl.col(h).is_null()).then(0).otherwise(pl.col("new_exact").cast(pl.Int32).cum_sum().over(["_acct", h]))  # noqa: E731
+    # Uses of a frame with a prompt new to the whole log (see ``_framing``).
+    use_new = lambda h: pl.when(pl.col(h).is_null()).then(0).otherwise(pl.col("new_global").cast(pl.Int32).cum_sum().over(["_acct", h]))  # noqa: E731
     m = df.with_columns(
         (pl.col("b0").is_not_null() & ~(_first("b0") & _first("b1") & _first("b2"))).alias("nd"),
         use("h_pre").alias("pre_use"),
         use("h_suf").alias("suf_use"),
+        use_new("h_pre").alias("pre_new"),
+        use_new("h_suf").alias("suf_new"),
         pl.col("new_exact").cast(pl.Int32).cum_sum().over("_acct").alias("acct_new"),
         _first("_hour").alias("new_hour"),
         _first(pl.col("_hour") % 24).alias("new_hod"),
@@ -192,9 +196,16 @@ def tick_sums(m: pl.DataFrame) -> pl.DataFrame:
     ).select("account_id", "tick", pl.exclude("_acct", "account_id", "tick"))
 
 
-def _framing(use: str) -> pl.Expr:
-    """Rows at which a frame counts as the account's template (see ``linking``), causally."""
-    return (pl.col(use) >= TEMPLATE_REUSE) & (pl.col(use) >= TEMPLATE_SHARE * pl.col("acct_new"))
+def _framing(use: str, new: str) -> pl.Expr:
+    """Rows at which a frame counts as the account's template (see ``linking``), causally.
+
+    Only prompts new to the whole log count towards it (``new``: at least ``TEMPLATE_REUSE``
+    of them, and at least half of the frame's uses): a public template (an evaluation
+    harness's, a popular framework's, a benchmark's own wording) reaches an account with items
+    others already sent, while accounts splitting a sweep under a private wrapper each send new
+    ones."""
+    return ((pl.col(use) >= TEMPLATE_REUSE) & (pl.col(use) >= TEMPLATE_SHARE * pl.col("acct_new"))
+            & (pl.col(new) >= TEMPLATE_REUSE) & (pl.col(new) >= TEMPLATE_NEW_SHARE * pl.col(use)))
 
 
 def link_rows(m: pl.DataFrame) -> pl.DataFrame:
@@ -219,8 +230,8 @@ def link_rows(m: pl.DataFrame) -> pl.DataFrame:
         # A domain alone is weak (ISP mail, big employers); with the network it is one organisation.
         firsts(s("dom").is_not_null() & s("asn").is_not_null() & ~s("dom").is_in(sorted(FREE_MAIL)), "dom", "asn").select(
             "account_id", pl.concat_str([pl.lit("dom:"), s("dom"), pl.lit("|"), s("asn").cast(pl.String)]).alias("key"), "ts"),
-        firsts(_framing("pre_use"), "h_pre").select("account_id", (pl.lit("tpl:") + s("h_pre").cast(pl.String)).alias("key"), "ts"),
-        firsts(_framing("suf_use"), "h_suf").select("account_id", (pl.lit("tpl:") + s("h_suf").cast(pl.String)).alias("key"), "ts"),
+        firsts(_framing("pre_use", "pre_new"), "h_pre").select("account_id", (pl.lit("tpl:") + s("h_pre").cast(pl.String)).alias("key"), "ts"),
+        firsts(_framing("suf_use", "suf_new"), "h_suf").select("account_id", (pl.lit("tpl:") + s("h_suf").cast(pl.String)).alias("key"), "ts"),
     ]
     # (A head and a tail frame can hash alike: the group-by keeps one row per key.)
     return pl.concat(parts).group_by("account_id", "key").agg(pl.col("ts").min().alias("first_ts"))

@@ -25,6 +25,20 @@ account's own verdict. The commonest case it spares is an hours-long benchmark r
 large outputs, log-probabilities), which a statistical model cannot tell from a harvest by its
 request shapes alone; throttling still caps what a real harvester gets.
 
+Severity follows what an account has obtained, not how it asks (``severity``). Request shape
+and asks (step-by-step, n > 1, huge ``max_tokens``, high effort) say how an account asks; what a
+harvest is, is many distinct prompts answered, beyond what the account's apparent purpose needs.
+So ``throttle`` needs a harvested yield (``features.account.harvest_yield``: novel
+extraction-shaped prompts beyond an ordinary stream, over the trailing day) of at least
+``throttle_min_yield``, and ``suspend`` needs ``suspend_min_yield`` *and* a fired reviewed rule
+that may suspend (a rule of request shape alone, ``max_action: challenge``, may not). Two kinds
+of evidence cap an account at ``monitor``: an evaluation-sized run (a finite item set over few
+hours, asked the way a harness asks: what it obtains is bounded by the item set) and a product
+serving people (tenure, follow-up turns), both computed in ``features.account``; against a rule
+that finds a harvester hidden among other traffic (``substream``) a product is capped at
+``challenge`` instead (never throttled or suspended). A takeover of such an account shows up in its trailing window, which must
+carry the same marks.
+
 Allow-listed accounts and organisations are capped at ``monitor``: they stay visible to
 analysts but are never enforced automatically.
 """
@@ -57,6 +71,8 @@ class Policy:
     sustain_minutes: float = 15.0
     burst_per_minute: float = 2.0  # the hold is for bursts: a person types fewer prompts a minute
     model_only_max: str = "throttle"  # strongest action of the learned layer alone (no rule fired)
+    throttle_min_yield: float = 100.0  # novel extraction-shaped prompts a day beyond an ordinary stream
+    suspend_min_yield: float = 500.0
     allow_accounts: set[str] = field(default_factory=set)
     allow_orgs: set[str] = field(default_factory=set)
 
@@ -76,6 +92,8 @@ class Policy:
             sustain_minutes=float(d.get("sustain_minutes", 15.0)),
             burst_per_minute=float(d.get("burst_per_minute", 2.0)),
             model_only_max=str(d.get("model_only_max", "throttle")),
+            throttle_min_yield=float(d.get("throttle_min_yield", 100.0)),
+            suspend_min_yield=float(d.get("suspend_min_yield", 500.0)),
             allow_accounts=set(map(str, allow.get("accounts", []) or [])),
             allow_orgs=set(map(str, allow.get("orgs", []) or [])),
         )
@@ -99,15 +117,19 @@ class Policy:
             lvl[allowed & (lvl > 1)] = 1
         return lvl
 
-    def evidence_gate(self, lvl: np.ndarray, score: np.ndarray, events: np.ndarray, asks_share: np.ndarray) -> np.ndarray:
+    def evidence_gate(self, lvl: np.ndarray, score: np.ndarray, events: np.ndarray, asks_share: np.ndarray,
+                      few_lvl: np.ndarray | None = None) -> np.ndarray:
         """Cap at ``monitor`` the rows with too few events to act on, except near-certain cases
         of few events that are all extraction asks (those may reach ``challenge``).
 
         ``asks_share``: share of the account's readable prompts that ask for reasoning, maximal
-        output or grading (exam-shaped content alone is not an ask)."""
+        output or grading (exam-shaped content alone is not an ask). ``score`` and ``few_lvl``
+        (the levels of that score; default ``lvl``) judge the few-events tier: the replay passes
+        the score before its evidence shrinkage there, since "near-certain" is said of what each
+        of a handful of exchanges shows, and the tier asks for more evidence of its own."""
         few = ((events >= self.few_events_min) & (score >= self.few_events_score)
                & (asks_share >= self.few_events_extract))
-        capped = np.where(few, np.minimum(lvl, 2), np.minimum(lvl, 1))
+        capped = np.where(few, np.minimum(lvl if few_lvl is None else few_lvl, 2), np.minimum(lvl, 1))
         return np.where(events >= self.min_events_challenge, lvl, capped).astype(np.int8)
 
     def sustained(self, tick: np.ndarray, first_seen: np.ndarray, lvl: np.ndarray, events: np.ndarray | None = None) -> np.ndarray:
@@ -122,6 +144,27 @@ class Policy:
             # Only a burst is held: more exchanges a minute than a person sends by hand.
             held &= events / np.maximum(observed / 60_000, 1.0) > self.burst_per_minute
         return np.where(held, np.minimum(lvl, 1), lvl).astype(lvl.dtype)
+
+    def severity(self, lvl: np.ndarray, harvest_yield: np.ndarray, suspend_rule: np.ndarray,
+                 bounded: np.ndarray | None = None, product: np.ndarray | None = None,
+                 hidden: np.ndarray | None = None) -> np.ndarray:
+        """Cap each row's level by the evidence of harvesting at scale (see the module docstring).
+
+        ``harvest_yield``: distinct prompts obtained beyond an ordinary stream (trailing day);
+        ``suspend_rule``: a fired reviewed rule whose ``max_action`` is ``suspend``;
+        ``bounded``: rows whose traffic shows an evaluation-sized run (capped at ``monitor``);
+        ``product``: rows of a product serving people: capped at ``monitor``, or at ``challenge``
+        where ``hidden`` (a rule that finds a harvester hidden among other traffic fired: a
+        reseller's users are people too; the product's marks clear the stream, not the
+        substream; an analyst looks, nothing is enforced)."""
+        lvl = np.where((lvl >= 4) & ~(suspend_rule & (harvest_yield >= self.suspend_min_yield)), 3, lvl)
+        lvl = np.where((lvl >= 3) & (harvest_yield < self.throttle_min_yield), 2, lvl)
+        if bounded is not None:
+            lvl = np.where(bounded, np.minimum(lvl, 1), lvl)
+        if product is not None:
+            cap = np.where(hidden, 2, 1) if hidden is not None else 1
+            lvl = np.where(product, np.minimum(lvl, cap), lvl)
+        return lvl.astype(np.int8)
 
 
 # -- countermeasures: what a gateway does to an account's traffic at each action level ----------

@@ -6,7 +6,15 @@ feature name to a comparison such as ``">= 0.6"`` (all must hold), and optionall
 least one must hold: the evidence that separates the rule's stated false positives). Feature names are those of
 ``distillguard.features.account.FEATURES`` (and ``members`` for clusters). ``scope`` says where
 a rule applies: ``account`` (running history), ``window`` (the trailing window, which catches an
-account that changes), ``cluster`` (sums over linked accounts).
+account that changes), ``cluster`` (sums over linked accounts). ``max_action`` (optional, default
+``suspend``) is the strongest action the rule can justify: a rule that reads request shape alone
+(several completions, huge ``max_tokens``, repeated sampling) says *how* an account asks, not
+how much it obtained, and is capped at ``challenge`` (see ``scoring.policy``). ``substream: true``
+marks a rule that finds a harvester hidden among other traffic: legitimacy evidence about the
+stream as a whole (a product serving people) caps its verdict at ``challenge`` instead of
+``monitor``. ``sandbox_max_action`` is written by ``share rules`` on a partner's rule not
+approved locally: the rule alone raises an account at most to that action and never convicts a
+cluster.
 """
 
 from __future__ import annotations
@@ -44,9 +52,13 @@ class Rule:
     weight: float
     path: str = ""
     any_of: tuple[tuple[str, str, float], ...] = ()
+    max_action: str = "suspend"
+    substream: bool = False
     # Sandbox (partner rules not approved locally, ``share rules``): the most this rule may do
-    # by itself; ``None`` for reviewed local rules.
-    max_action: str | None = None
+    # by itself (YAML ``sandbox_max_action``); ``None`` for reviewed local rules. Unlike
+    # ``max_action`` (a reviewed rule's own ceiling on suspension), a sandboxed rule is taken out
+    # of the decision it would raise past its cap, and never convicts a cluster.
+    sandbox: str | None = None
 
     def expr(self, prefix: str = "x_", n_col: str = "n") -> pl.Expr:
         """Boolean Polars expression: does the rule fire on a snapshot row?"""
@@ -85,14 +97,18 @@ def parse_rule(doc: dict, path: str = "") -> Rule:
     scope = tuple(doc["scope"])
     if not scope or set(scope) - SCOPES:
         raise ValueError(f"{path}: scope must be a subset of {sorted(SCOPES)}")
-    max_action = doc.get("max_action")
-    if max_action is not None and max_action not in ACTIONS:
-        raise ValueError(f"{path}: max_action must be one of {list(ACTIONS)}")
+    max_action = str(doc.get("max_action", "suspend"))
+    if max_action not in ACTIONS:
+        raise ValueError(f"{path}: max_action must be one of {', '.join(ACTIONS)}, not {max_action!r}")
+    sandbox = doc.get("sandbox_max_action")
+    if sandbox is not None and sandbox not in ACTIONS:
+        raise ValueError(f"{path}: sandbox_max_action must be one of {', '.join(ACTIONS)}, not {sandbox!r}")
     return Rule(
         id=str(doc["id"]), title=doc["title"], description=doc["description"], level=doc["level"],
         reason=doc["reason"], tags=tuple(doc["tags"]), falsepositives=tuple(doc["falsepositives"]),
         min_events=int(det.get("min_events", 1)), conditions=tuple(conds), any_of=tuple(any_of), scope=scope,
         weight=float(doc.get("weight", LEVEL_WEIGHT[doc["level"]])), path=path, max_action=max_action,
+        substream=bool(doc.get("substream", False)), sandbox=sandbox,
     )
 
 

@@ -98,7 +98,7 @@ def _fmt(v: float) -> str:
 
 
 # Partner rules are sandboxed: a partner rule reaches at most this action by itself unless its id
-# is approved locally (``share rules --approve``): the file carries ``max_action`` (the replay
+# is approved locally (``share rules --approve``): the file carries ``sandbox_max_action`` (the replay
 # takes the decision without the rule, or with it capped there, whichever is higher, and never
 # lets it convict a cluster), and its weight stays under the policy's next threshold.
 PARTNER_MAX_ACTION = "monitor"
@@ -168,9 +168,9 @@ def write_rules(objs: list[dict], out_dir: str | Path, *, include_packaged: bool
                     continue
                 rid = safe_rule_id(f"{rid}-{source}")
             doc["id"] = rid
-            doc.pop("max_action", None)  # a partner cannot lift its own sandbox
+            doc.pop("sandbox_max_action", None)  # a partner cannot lift its own sandbox
             if given not in approved and rid not in approved:
-                doc["max_action"] = max_action
+                doc["sandbox_max_action"] = max_action
                 doc["weight"] = min(_weight(doc), cap)
             parse_rule(doc, rid)
         except Exception as err:  # noqa: BLE001 - one bad partner rule is skipped, the rest written
