@@ -3,7 +3,7 @@
 import os as _os
 import sys as _sys
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # Polars' allocator (jemalloc) hands freed pages back to the kernel after 0.5 s by default, and a
 # scan allocates and frees batch-sized buffers all the time: the same memory is faulted in and
