@@ -30,11 +30,19 @@ from serve_util import (H_ADMIN, H_DECIDE, H_INGEST, TOKENS, env_with_tokens, fr
 PROXY_PATH = os.environ.get("DISTILLGUARD_LITELLM_PYTHONPATH")  # a `pip install --target` dir holding litellm[proxy]
 
 
+# The test slice is three hours of a fifth of the benchmark's traffic: too little harvested yield
+# for the default policy to throttle or suspend anyone, so the yield bars scale down with it.
+SLICE_POLICY = "throttle_min_yield: 5\nsuspend_min_yield: 25\n"
+
+
 @pytest.fixture(scope="module")
 def service(tmp_path_factory):
     """An engine holding the benchmark slice, served in-process over ASGI."""
     log, _ = sim_and_scan(tmp_path_factory)
-    svc = build_service(ServeConfig(state_dir=tmp_path_factory.mktemp("litellm-state"), refresh_ms=600_000), TokenAuth(TOKENS))
+    policy = tmp_path_factory.mktemp("litellm-policy") / "policy.yaml"
+    policy.write_text(SLICE_POLICY)
+    svc = build_service(ServeConfig(state_dir=tmp_path_factory.mktemp("litellm-state"), refresh_ms=600_000, policy_path=policy),
+                        TokenAuth(TOKENS))
     svc.engine.ingest(lines_of(log))
     svc.engine.refresh()
     yield svc
@@ -239,8 +247,10 @@ def test_real_litellm_proxy_on_loopback(tmp_path_factory, tmp_path):
     (tmp_path / "dg_hooks.py").write_text(HOOKS)
     (tmp_path / "config.yaml").write_text(CONFIG)
     dg_log, px_log = tmp_path / "dg.log", tmp_path / "proxy.log"
+    (tmp_path / "policy.yaml").write_text(SLICE_POLICY)
     dg = subprocess.Popen([sys.executable, "-m", "distillguard.serve", "--port", str(dg_port), "--state-dir", str(tmp_path / "state"),
-                           "--refresh-ms", "200"], env=env_with_tokens(), stdout=open(dg_log, "wb"), stderr=subprocess.STDOUT)
+                           "--refresh-ms", "200", "--policy", str(tmp_path / "policy.yaml")],
+                          env=env_with_tokens(), stdout=open(dg_log, "wb"), stderr=subprocess.STDOUT)
     env = {**os.environ, "DG_URL": dg_url, "DG_DECIDE_TOKEN": "tok-decide-0001", "DG_INGEST_TOKEN": "tok-ingest-0001",
            "PYTHONPATH": os.pathsep.join(p for p in (PROXY_PATH, str(tmp_path), src) if p),
            # Nothing may leave loopback: no remote cost map, and any stray outbound call hits a closed local port.

@@ -29,7 +29,9 @@ from . import stix
 ACCOUNT_TYPE = "distillguard-account"
 RULE_SCHEME = "dg-rule-v1"
 LEVEL_CONFIDENCE = {"informational": 20, "low": 40, "medium": 60, "high": 85, "critical": 95}
-_META = ("id", "title", "description", "level", "reason", "scope", "tags", "falsepositives", "status", "author", "weight")
+# A reviewed rule's own ceiling (`max_action`) and `substream` travel with it: both can only lower what it does.
+_META = ("id", "title", "description", "level", "reason", "scope", "tags", "falsepositives", "status", "author", "weight",
+         "max_action", "substream")
 
 
 def load_rule_docs(directory: str | Path | None = None) -> list[dict]:
