@@ -34,6 +34,17 @@ TEMPLATE_REUSE = 3
 # router's users happened to send three times with different follow-ups is content, not a
 # template, and would otherwise tie together everyone who ever asked it.
 TEMPLATE_SHARE = 0.2
+# Item-space keys (``marks.item_space_rows``) are no links: they name what an account asks, not
+# who it is, and would chain unrelated clusters together. The replay groups their holders apart
+# (``ITEM_SPACE_CAP`` of them at most per space) and judges each group with "sweep" rules.
+ITEM_SPACE_KIND = "space"
+ITEM_SPACE_CAP = 400
+
+
+def split_item_spaces(pairs: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(link pairs, item-space pairs) of ``link_pairs``' output."""
+    is_space = pl.col("kind") == ITEM_SPACE_KIND
+    return pairs.filter(~is_space), pairs.filter(is_space)
 
 def link_pairs(rows: pl.DataFrame) -> pl.DataFrame:
     """(account_id, key, kind, first_ts) for every key shared by at least two accounts in the log.
@@ -60,15 +71,18 @@ class LinkGraph:
     n_accounts: int
 
     @classmethod
-    def build(cls, pairs: pl.DataFrame, account_index: dict[str, int]) -> "LinkGraph":
+    def build(cls, pairs: pl.DataFrame, account_index: dict[str, int], cap: int | None = None) -> "LinkGraph":
+        """``cap``: one cap for every key (item-space groups); default: per kind (``KEY_CAP``)."""
         if pairs.height == 0:
             z = np.zeros(0, dtype=np.int64)
             return cls(z, z, z, z, len(account_index))
         acc = pairs["account_id"].replace_strict(account_index, return_dtype=pl.Int64).to_numpy()
         keys, key = np.unique(pairs["key"].to_numpy(), return_inverse=True)
         kinds = pl.Series(keys).str.split(":").list.first()
-        cap = kinds.replace_strict(KEY_CAP, default=100, return_dtype=pl.Int64).to_numpy()
-        return cls(acc, key.astype(np.int64), pairs["first_ts"].to_numpy(), cap, len(account_index))
+        caps = kinds.replace_strict(KEY_CAP, default=100, return_dtype=pl.Int64).to_numpy()
+        if cap is not None:
+            caps = np.full(len(keys), cap, dtype=np.int64)
+        return cls(acc, key.astype(np.int64), pairs["first_ts"].to_numpy(), caps, len(account_index))
 
     def components_at(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
         """(component label per account, mask of accounts linked to another) at ``epoch``."""

@@ -221,6 +221,7 @@ def link_rows(m: pl.DataFrame) -> pl.DataFrame:
             "account_id", pl.concat_str([pl.lit("dom:"), s("dom"), pl.lit("|"), s("asn").cast(pl.String)]).alias("key"), "ts"),
         firsts(_framing("pre_use"), "h_pre").select("account_id", (pl.lit("tpl:") + s("h_pre").cast(pl.String)).alias("key"), "ts"),
         firsts(_framing("suf_use"), "h_suf").select("account_id", (pl.lit("tpl:") + s("h_suf").cast(pl.String)).alias("key"), "ts"),
+        item_space_rows(m),
     ]
     # (A head and a tail frame can hash alike: the group-by keeps one row per key.)
     return pl.concat(parts).group_by("account_id", "key").agg(pl.col("ts").min().alias("first_ts"))
@@ -234,3 +235,42 @@ def account_ticks(df: pl.DataFrame, tick_ms: int) -> tuple[pl.DataFrame, pl.Data
     m = mark(df, tick_ms)
     attrs = m.group_by("account_id").agg(pl.col("org").drop_nulls().first().alias("org"))
     return tick_sums(m), link_rows(m), attrs
+
+
+def item_space_rows(m: pl.DataFrame) -> pl.DataFrame:
+    """(account_id, key, ts): when an account became an *item-only* account of an item space.
+
+    An item-only account asks nothing but exam-shaped items (``ITEM_MIN`` distinct ones or more,
+    ``ITEM_SHARE`` of its distinct prompts), one at a time (single-turn, no tools) at a person's
+    pace. Alone that is a diligent student; the key ``space:<shape>`` puts every such account of
+    one item shape (code or other exam items) in one group, so that the cluster replay can judge
+    them together: many unlinked accounts each sweeping new items of one space is a campaign
+    split over identities. Running sums over the account's rows so far: no look-ahead.
+    """
+    acc = "_acct"
+    c = lambda e: e.cast(pl.Int32).cum_sum().over(acc)  # noqa: E731
+    f = m.select(
+        "account_id", "ts",
+        c(pl.col("new_exact")).alias("_new"),
+        c(pl.col("new_exact") & pl.col("f_exam")).alias("_items"),
+        c(pl.col("new_exact") & pl.col("f_exam") & pl.col("f_code")).alias("_code"),
+        c(pl.lit(True)).alias("_n"),
+        c(~pl.col("single") | pl.col("has_tools")).alias("_multi"),
+        c(pl.col("dt").fill_null(1 << 40) < ITEM_PACE_MS).alias("_fast"),
+    ).filter(
+        (pl.col("_items") >= ITEM_MIN) & (pl.col("_items") >= ITEM_SHARE * pl.col("_new"))
+        & (pl.col("_multi") <= ITEM_MAX_OTHER * pl.col("_n")) & (pl.col("_fast") <= ITEM_MAX_OTHER * pl.col("_n"))
+    ).with_columns(
+        (pl.lit("space:") + pl.when(2 * pl.col("_code") >= pl.col("_items")).then(pl.lit("code")).otherwise(pl.lit("exam"))).alias("key")
+    )
+    return f.select("account_id", "key", "ts")
+
+
+# An item-only account (``item_space_rows``): at least this many distinct exam-shaped items, ...
+ITEM_MIN = 5
+# ... making up this share of its distinct prompts, ...
+ITEM_SHARE = 0.8
+# ... with at most this share of its requests multi-turn or with tools, or sent within
+# ``ITEM_PACE_MS`` of the previous one (evaluation runs and back-ends send many at once).
+ITEM_MAX_OTHER = 0.15
+ITEM_PACE_MS = 10_000
