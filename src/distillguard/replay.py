@@ -292,6 +292,11 @@ def replay(ticks: TickInput, links: pl.DataFrame, attrs: pl.DataFrame, model: Ac
     say = progress or (lambda stage, frac: None)
     pairs = link_pairs(links)
     link_only, space_pairs = split_item_spaces(pairs)
+    if attrs.height and space_pairs.height:
+        # Item-space groups pool anonymous consumer accounts: an organisation account is a known
+        # business (a tutoring product, a lab), judged on its own traffic and its links.
+        orgs = attrs.filter(pl.col("org").is_not_null()).select("account_id")
+        space_pairs = space_pairs.join(orgs, on="account_id", how="anti")
     linked = pairs["account_id"].unique() if pairs.height else pl.Series("account_id", [], dtype=pl.String)
     incremental = cache is not None and cache.usable()
     redo = None
