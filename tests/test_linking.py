@@ -18,7 +18,7 @@ def _links(records: list[dict], tmp_path) -> pl.DataFrame:
     lines = [orjson.dumps(r) for r in records]
     with Quarantine(tmp_path / "q.jsonl") as q:
         batch = records_to_batch(lines, "test", q, IngestStats())
-    rows = exchange_features(batch).with_columns(pl.lit(False).alias("new_global"))
+    rows = exchange_features(batch).with_columns(pl.lit(False).alias("new_global"), pl.lit(False).alias("new_item"))
     _, links, _ = account_ticks(rows, 60_000)
     return links.filter(pl.col("key").str.starts_with("tpl:"))
 

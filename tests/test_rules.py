@@ -53,9 +53,10 @@ CASES = {
     "dg-101": (row(5000, members=40, extract_share=0.8, global_novelty=0.9, **HARVEST),
                row(5000, members=40, extract_share=0.1, novelty=0.95, single_share=0.5)),  # company sharing a card
     # Item-space group: unlinked student-like accounts whose items are new to the whole log ...
-    "dg-102": (row(600, members=30, exam_share=0.95, global_novelty=0.95, **HARVEST),
-               # ... not students asking the same popular homework items (they echo each other).
-               row(600, members=30, exam_share=0.95, global_novelty=0.3, **HARVEST)),
+    "dg-102": (row(600, members=30, exam_share=0.95, item_novelty=0.8, **HARVEST),
+               # ... not students asking the same popular homework items in their own words: each
+               # prompt is new text (global novelty), but the items recur (item novelty).
+               row(600, members=30, exam_share=0.95, global_novelty=0.95, item_novelty=0.3, **HARVEST)),
 }
 
 
@@ -139,9 +140,9 @@ def test_malformed_rule_is_rejected():
 
 def test_unlinked_item_sweep_needs_a_group_not_one_student():
     # One diligent student (or two) asking new items is no campaign.
-    assert not fires("dg-102", row(600, members=2, exam_share=0.95, global_novelty=0.95, **HARVEST))
+    assert not fires("dg-102", row(600, members=2, exam_share=0.95, item_novelty=0.95, **HARVEST))
     # An evaluation harness's answer-format prompts are not a student's.
-    assert not fires("dg-102", row(600, members=30, exam_share=0.95, global_novelty=0.95, fmt_share=0.9, **HARVEST))
+    assert not fires("dg-102", row(600, members=30, exam_share=0.95, item_novelty=0.95, fmt_share=0.9, **HARVEST))
 
 
 def test_unlinked_item_sweep_judges_item_space_groups_only():
