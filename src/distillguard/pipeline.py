@@ -5,7 +5,7 @@
    bucket at a time, which bounds memory by the bucket size, not the log size.
 2. One global pass in DuckDB (memory-limited, spills to disk) over a few narrow columns finds
    duplicate ``request_id``s (first occurrence in file/line order wins) and the first time each
-   prompt appears anywhere in the log.
+   prompt, and each of its MinHash bands, appears anywhere in the log.
 3. Each bucket goes through ``features.marks.account_ticks`` (Polars) — the engine-neutral step.
 """
 

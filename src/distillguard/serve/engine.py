@@ -6,13 +6,14 @@ One code path with ``distillguard scan``. A request body goes through the same v
 store (``store.Store``) before they are acknowledged. A refresh then computes exactly what the
 scan computes from the same rows:
 
-1. ``new_global`` (first time a prompt hash appears anywhere) as in ``pipeline.prepare``:
-   ``ts == min(ts)`` over all accepted rows of that hash.
+1. ``new_global`` and ``new_item`` (first time a prompt hash, or an item's MinHash bands, appear
+   anywhere) as in ``pipeline.prepare``: ``ts == min(ts)`` over all accepted rows of that key
+   (``features.marks.first_seen_marks``).
 2. ``features.marks.account_ticks`` for the *affected* accounts only. Its output for one
-   account depends on nothing but that account's rows and their ``new_global`` marks, so the
+   account depends on nothing but that account's rows and their first-seen marks, so the
    cached tick sums, link rows and attributes of every other account are still exact. Affected
-   = accounts with new rows, plus accounts holding a row that just lost its ``new_global`` mark
-   because a new row of the same hash has an earlier ``ts``.
+   = accounts with new rows, plus accounts holding a row that just lost a first-seen mark
+   because a new row with the same key has an earlier ``ts``.
 3. ``replay.replay`` over all cached tick sums and link rows (the scan's replay, unchanged).
 
 Row order ties (same account, same ms) are broken by ``_line`` as in the scan: the service
