@@ -78,6 +78,16 @@ def test_unlinked_accounts_sweeping_disjoint_slices_are_challenged_together(tmp_
         assert not a["cluster_id"]
 
 
+def test_a_student_asking_items_others_asked_is_not_challenged_with_a_campaign_nearby(tmp_path):
+    # Bounded influence: a member inherits the group's verdict only for its own share of new
+    # items; a student whose items were asked before (in other words) is not pulled in.
+    rng = random.Random(5)
+    student = account(rng, "acct_student", [item(k) for k in range(0, 112, 8)], start=6 * 3_600_000)
+    acc = _scan(campaign(random.Random(1)) + student, tmp_path)
+    assert acc["acct_student"]["action"] in ("none", "monitor"), acc["acct_student"]
+    assert sum(a["action"] == "challenge" for a in acc.values()) == 8
+
+
 def test_students_asking_the_same_popular_items_are_not_a_sweep(tmp_path):
     acc = _scan(campaign(random.Random(2), shared=True), tmp_path)
     assert all(a["action"] in ("none", "monitor") for a in acc.values()), acc

@@ -75,6 +75,9 @@ class ReplayConfig:
     # request through its template; a person phrases each question anew. (A campaign with a
     # fixed wrapper is linked by that private template instead.)
     sweep_member_max_template: float = 0.3
+    # ... and most of whose own items are new to the log: a member is challenged for its own
+    # share of a disjoint sweep, not for asking what others asked while a campaign runs nearby.
+    sweep_member_min_item_novelty: float = 0.3
 
 
 def _noisy_or(p: np.ndarray, fired: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -522,7 +525,8 @@ def _sweep_member(cfg: ReplayConfig) -> pl.Expr:
     """An item-space group member as of the epoch: still mostly items, at a person's volume."""
     return ((pl.col("exam") >= cfg.sweep_member_min_exam * pl.col("text")) & (pl.col("d_n") <= cfg.sweep_member_max_day)
             & (pl.col("n") <= cfg.sweep_member_max_per_hour * pl.col("new_hour"))
-            & (pl.col("tpl") <= cfg.sweep_member_max_template * pl.col("n")))
+            & (pl.col("tpl") <= cfg.sweep_member_max_template * pl.col("n"))
+            & (pl.col("new_item") >= cfg.sweep_member_min_item_novelty * pl.col("ident")))
 
 
 def _clusters(acc: pl.DataFrame) -> pl.DataFrame:
