@@ -8,6 +8,7 @@ accounts must stay unflagged, and the service must decide exactly as the scan.
 from __future__ import annotations
 
 import csv
+from datetime import datetime
 import random
 
 import orjson
@@ -60,6 +61,7 @@ def campaign(rng: random.Random, accounts: int = 8, per: int = 14, shared: bool 
 
 
 def _scan(recs: list[dict], tmp_path) -> dict[str, dict]:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     log = tmp_path / "events.jsonl"
     log.write_bytes(b"\n".join(orjson.dumps(r) for r in recs) + b"\n")
     scan([str(log)], tmp_path / "out", show_progress=False)
@@ -125,3 +127,15 @@ def test_the_service_decides_the_item_sweep_as_the_scan(tmp_path):
     diffs = compare(scan_accounts(tmp_path / "out"), decisions_of(docs))
     assert not diffs, "\n".join(diffs[:20])
     assert sum(d["flagged"] for d in docs) == 8
+
+
+def test_group_verdicts_use_no_later_traffic(tmp_path):
+    recs = campaign(random.Random(1))
+    full = _scan(recs, tmp_path / "full")
+    flags = sorted(a["first_flagged_ts"] for a in full.values() if a["first_flagged_ts"])
+    cut = flags[len(flags) // 2]  # half of the campaign flagged by then
+    cut_ms = int(datetime.fromisoformat(cut.replace("Z", "+00:00")).timestamp() * 1000)
+    part = _scan([r for r in recs if r["ts"] <= cut_ms], tmp_path / "part")
+    for a, row in full.items():
+        if row["first_flagged_ts"] and row["first_flagged_ts"] <= cut:
+            assert part[a]["first_flagged_ts"] == row["first_flagged_ts"], (a, row, part[a])
