@@ -270,6 +270,16 @@ def account_ticks(df: pl.DataFrame, tick_ms: int) -> tuple[pl.DataFrame, pl.Data
     return tick_sums(m), link_rows(m), attrs
 
 
+# An item-only account (``item_space_rows``): at least this many distinct exam-shaped items, ...
+ITEM_MIN = 5
+# ... making up this share of its distinct prompts, ...
+ITEM_SHARE = 0.8
+# ... with at most this share of its requests multi-turn or with tools, or sent within
+# ``ITEM_PACE_MS`` of the previous one (evaluation runs and back-ends send many at once).
+ITEM_MAX_OTHER = 0.15
+ITEM_PACE_MS = 10_000
+
+
 def item_space_rows(m: pl.DataFrame) -> pl.DataFrame:
     """(account_id, key, ts): when an account became an *item-only* account of an item space.
 
@@ -298,12 +308,3 @@ def item_space_rows(m: pl.DataFrame) -> pl.DataFrame:
     )
     return f.select("account_id", "key", "ts")
 
-
-# An item-only account (``item_space_rows``): at least this many distinct exam-shaped items, ...
-ITEM_MIN = 5
-# ... making up this share of its distinct prompts, ...
-ITEM_SHARE = 0.8
-# ... with at most this share of its requests multi-turn or with tools, or sent within
-# ``ITEM_PACE_MS`` of the previous one (evaluation runs and back-ends send many at once).
-ITEM_MAX_OTHER = 0.15
-ITEM_PACE_MS = 10_000
