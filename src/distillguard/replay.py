@@ -63,7 +63,7 @@ class ReplayConfig:
     # member's identity: its verdict reaches members at most as this action, and only members
     # still asking mostly items (``sweep_member_min_exam`` of their readable prompts).
     sweep_max_action: str = "challenge"
-    sweep_member_min_exam: float = 0.8
+    sweep_member_min_exam: float = 0.7
     # ... and whose trailing day is person-scale: a group member looks like one student. (A
     # harvester at machine volume is judged on its own; in the group its volume would drown the
     # small accounts' evidence.)
@@ -74,7 +74,7 @@ class ReplayConfig:
     # ... and whose prompts mostly do not reuse one frame: a product or a harness sends every
     # request through its template; a person phrases each question anew. (A campaign with a
     # fixed wrapper is linked by that private template instead.)
-    sweep_member_max_template: float = 0.3
+    sweep_member_max_template: float = 0.5
     # ... and most of whose own items are new to the log: a member is challenged for its own
     # share of a disjoint sweep, not for asking what others asked while a campaign runs nearby.
     sweep_member_min_item_novelty: float = 0.3
