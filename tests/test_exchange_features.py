@@ -191,7 +191,7 @@ def test_a_reasoning_ask_that_only_serves_a_parseable_answer_is_not_reasoning_el
     ]
     rows = exchange_features(batch([{"prompt": p, "ts": 1_700_000_000_000 + i} for i, p in enumerate(prompts)]))
     assert rows["f_reason"].to_list() == [True, True, True] and rows["f_fmt"].to_list() == [False, True, True]
-    sums, _, _ = account_ticks(rows.with_columns(pl.lit(False).alias("new_global")), 60_000)
+    sums, _, _ = account_ticks(rows.with_columns(pl.lit(False).alias("new_global"), pl.lit(False).alias("new_item")), 60_000)
     # The harness prompt (format, no trace demand) does not count; the trace demand does.
     assert sums["reason"].sum() == 2 and sums["trace"].sum() == 1
 
@@ -328,7 +328,7 @@ def _agent_sums(rows: list[dict]) -> dict:
     from distillguard.features.marks import account_ticks
 
     recs = [{**r, "request_id": f"r{i}", "_line": i + 1} for i, r in enumerate(rows)]
-    ex = exchange_features(batch(recs)).with_columns(pl.lit(False).alias("new_global"))
+    ex = exchange_features(batch(recs)).with_columns(pl.lit(False).alias("new_global"), pl.lit(False).alias("new_item"))
     sums, _, _ = account_ticks(ex, 60_000)
     return {c: sums[c].sum() for c in ("agent_open", "agent_fresh", "tool_repeat", "n")}
 

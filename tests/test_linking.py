@@ -21,7 +21,8 @@ def _links(records: list[dict], tmp_path) -> pl.DataFrame:
         batch = records_to_batch(lines, "test", q, IngestStats())
     rows = exchange_features(batch)
     # As the scan's global pass: the first time each prompt appears in the whole log.
-    rows = rows.with_columns((pl.col("h_exact").is_not_null() & (pl.col("ts") == pl.col("ts").min().over("h_exact"))).alias("new_global"))
+    rows = rows.with_columns((pl.col("h_exact").is_not_null() & (pl.col("ts") == pl.col("ts").min().over("h_exact"))).alias("new_global"),
+                           pl.lit(False).alias("new_item"))
     _, links, _ = account_ticks(rows, 60_000)
     return links.filter(pl.col("key").str.starts_with("tpl:"))
 

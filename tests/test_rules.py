@@ -52,6 +52,11 @@ CASES = {
                row(2400, tools_share=0.95, agent_fresh_share=0.3, log_agent_fresh=2.2, day_hours=0.96, single_share=0.05)),  # developers' agent on one repo, in shifts
     "dg-101": (row(5000, members=40, extract_share=0.8, global_novelty=0.9, **HARVEST),
                row(5000, members=40, extract_share=0.1, novelty=0.95, single_share=0.5)),  # company sharing a card
+    # Item-space group: unlinked student-like accounts whose items are new to the whole log ...
+    "dg-102": (row(600, members=30, exam_share=0.95, item_novelty=0.8, **HARVEST),
+               # ... not students asking the same popular homework items in their own words: each
+               # prompt is new text (global novelty), but the items recur (item novelty).
+               row(600, members=30, exam_share=0.95, global_novelty=0.95, item_novelty=0.3, **HARVEST)),
 }
 
 
@@ -144,3 +149,16 @@ def test_malformed_rule_is_rejected():
         parse_rule({k: v for k, v in bad.items() if k != "level"})
     with pytest.raises(ValueError):
         parse_rule(bad | {"detection": {"all": {"novelty": ">= 0.9"}}, "max_action": "ban"})
+
+
+def test_unlinked_item_sweep_needs_a_group_not_one_student():
+    # One diligent student (or two) asking new items is no campaign.
+    assert not fires("dg-102", row(600, members=2, exam_share=0.95, item_novelty=0.95, **HARVEST))
+    # An evaluation harness's answer-format prompts are not a student's.
+    assert not fires("dg-102", row(600, members=30, exam_share=0.95, item_novelty=0.95, fmt_share=0.9, **HARVEST))
+
+
+def test_unlinked_item_sweep_judges_item_space_groups_only():
+    # Population-level evidence about what accounts ask: it never judges an account or a linked
+    # cluster, so it cannot convict anyone by infrastructure.
+    assert RULES["dg-102"].scope == ("sweep",)

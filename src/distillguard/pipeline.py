@@ -5,7 +5,7 @@
    bucket at a time, which bounds memory by the bucket size, not the log size.
 2. One global pass in DuckDB (memory-limited, spills to disk) over a few narrow columns finds
    duplicate ``request_id``s (first occurrence in file/line order wins) and the first time each
-   prompt appears anywhere in the log.
+   prompt, and each of its MinHash bands, appears anywhere in the log.
 3. Each bucket goes through ``features.marks.account_ticks`` (Polars) — the engine-neutral step.
 """
 
@@ -24,7 +24,7 @@ import polars as pl
 import pyarrow as pa
 
 from .features.exchange import REDUCE_ROWS, TextSignalCache, exchange_features, reduction_groups  # noqa: F401 (REDUCE_ROWS: benches)
-from .features.marks import account_ticks
+from .features.marks import FIRST_SEEN_KEYS, account_ticks, first_seen_marks
 from .ingest import EventTimeWindow, IngestStats, Quarantine, read_events
 
 # Input bytes per account bucket. Buckets bound the marks' memory, and smaller ones are also
@@ -137,8 +137,9 @@ def spill_exchanges(paths: Sequence[str], spill: Path, quarantine: Quarantine, s
     return state["files"]
 
 
-def global_pass(spill: Path, memory_limit: str) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(duplicate rows to drop as (_source, _line), first ts of each prompt hash) across all buckets."""
+def global_pass(spill: Path, memory_limit: str) -> tuple[pl.DataFrame, dict[str, pl.DataFrame]]:
+    """(duplicate rows to drop as (_source, _line), first ts of each prompt hash and of each
+    MinHash band, by key column) across all buckets."""
     con = duckdb.connect()
     try:
         con.execute(f"SET memory_limit='{memory_limit}'")
@@ -152,10 +153,12 @@ def global_pass(spill: Path, memory_limit: str) -> tuple[pl.DataFrame, pl.DataFr
                 SELECT _source, _line, row_number() OVER (PARTITION BY request_id ORDER BY _source, _line) AS rn
                 FROM ex SEMI JOIN d USING (request_id)) WHERE rn > 1""").to_arrow_table())
         con.register("dups_t", dups.to_arrow())
-        # Ties at the same millisecond count as first for each: rare, and harmless either way.
-        firsts = pl.from_arrow(con.sql(f"""
-            SELECT h_exact, min(ts) AS t0 FROM (SELECT h_exact, ts, _source, _line FROM {src} WHERE h_exact IS NOT NULL)
-            ANTI JOIN dups_t USING (_source, _line) GROUP BY h_exact""").to_arrow_table())
+        # The narrow key columns of the de-duplicated rows, read once for the four aggregates.
+        cols = ", ".join(FIRST_SEEN_KEYS)
+        con.execute(f"""CREATE TEMP TABLE keys AS SELECT {cols}, ts FROM (SELECT {cols}, ts, _source, _line FROM {src})
+                        ANTI JOIN dups_t USING (_source, _line)""")
+        firsts = {k: pl.from_arrow(con.sql(f"SELECT {k}, min(ts) AS t0 FROM keys WHERE {k} IS NOT NULL GROUP BY {k}").to_arrow_table())
+                  for k in FIRST_SEEN_KEYS}
     finally:
         con.close()
     return dups, firsts  # type: ignore[return-value]
@@ -184,8 +187,7 @@ def prepare(paths: Sequence[str], spill: Path, quarantine: Quarantine, stats: In
         df = pl.read_parquet(d / "*.parquet")
         if dups.height:
             df = df.join(dups, on=["_source", "_line"], how="anti")
-        df = df.join(firsts, on="h_exact", how="left").with_columns(
-            (pl.col("t0").is_not_null() & (pl.col("ts") == pl.col("t0"))).alias("new_global")).drop("t0")
+        df = first_seen_marks(df, firsts)
         span = (df.height, df["ts"].min(), df["ts"].max()) if df.height else (0, None, None)
         t, lk, at = account_ticks(df, tick_ms)
         del df

@@ -19,7 +19,7 @@ import xxhash
 
 from .features.account import (DAY_COLUMNS, SUM_COLUMNS, VOLUME_WINDOW_MS,
                                asks_share, derive, evaluation_run, harvest_yield, serves_people, snapshots, tick_aggregates)
-from .features.linking import LinkGraph, link_pairs
+from .features.linking import ITEM_SPACE_CAP, LinkGraph, link_pairs, split_item_spaces
 from .schema import ACTIONS
 from .scoring.model import AccountModel, shrink_by_evidence
 from .scoring.policy import ACTION_LEVEL, Policy
@@ -62,6 +62,26 @@ class ReplayConfig:
     # Cluster epochs before this event time are not replayed (the online service sets it to its
     # replay horizon; the batch scan replays everything).
     cluster_since_ms: int | None = None
+    # An item-space group (unlinked accounts that each ask only new exam-shaped items of one
+    # space, ``marks.item_space_rows``) is evidence about a population, not about any one
+    # member's identity: its verdict reaches members at most as this action, and only members
+    # still asking mostly items (``sweep_member_min_exam`` of their readable prompts).
+    sweep_max_action: str = "challenge"
+    sweep_member_min_exam: float = 0.7
+    # ... and whose trailing day is person-scale: a group member looks like one student. (A
+    # harvester at machine volume is judged on its own; in the group its volume would drown the
+    # small accounts' evidence.)
+    sweep_member_max_day: float = 300.0
+    # ... and at most this many requests per hour it was active in: what one person reads and
+    # types (a product serving many students, or a harness, sends more as soon as it starts).
+    sweep_member_max_per_hour: float = 20.0
+    # ... and whose prompts mostly do not reuse one frame: a product or a harness sends every
+    # request through its template; a person phrases each question anew. (A campaign with a
+    # fixed wrapper is linked by that private template instead.)
+    sweep_member_max_template: float = 0.5
+    # ... and most of whose own items are new to the log: a member is challenged for its own
+    # share of a disjoint sweep, not for asking what others asked while a campaign runs nearby.
+    sweep_member_min_item_novelty: float = 0.3
 
 
 def _noisy_or(p: np.ndarray, fired: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -324,6 +344,12 @@ def replay(ticks: TickInput, links: pl.DataFrame, attrs: pl.DataFrame, model: Ac
     cfg = cfg or ReplayConfig()
     say = progress or (lambda stage, frac: None)
     pairs = link_pairs(links)
+    link_only, space_pairs = split_item_spaces(pairs)
+    if attrs.height and space_pairs.height:
+        # Item-space groups pool anonymous consumer accounts: an organisation account is a known
+        # business (a tutoring product, a lab), judged on its own traffic and its links.
+        orgs = attrs.filter(pl.col("org").is_not_null()).select("account_id")
+        space_pairs = space_pairs.join(orgs, on="account_id", how="anti")
     linked = pairs["account_id"].unique() if pairs.height else pl.Series("account_id", [], dtype=pl.String)
     incremental = cache is not None and cache.usable()
     redo = None
@@ -367,7 +393,8 @@ def replay(ticks: TickInput, links: pl.DataFrame, attrs: pl.DataFrame, model: Ac
     # Cluster epochs.
     accounts = summary["account_id"].to_list()
     index = {a: i for i, a in enumerate(accounts)}
-    graph = LinkGraph.build(pairs, index)
+    graph = LinkGraph.build(link_only, index)
+    spaces = LinkGraph.build(space_pairs, index, cap=ITEM_SPACE_CAP)
     prop_rows: list[pl.DataFrame] = []
     final_labels = np.arange(len(accounts))
     final_linked = np.zeros(len(accounts), dtype=bool)
@@ -378,12 +405,18 @@ def replay(ticks: TickInput, links: pl.DataFrame, attrs: pl.DataFrame, model: Ac
         step = cfg.cluster_every_ms
         epochs = active_epochs(state["tick"], pairs["first_ts"], t0, t_end, step)
         todo: list[tuple[int, np.ndarray, np.ndarray]] = []  # epochs to compute, scored in groups
+        todo_sweep: list[tuple[int, np.ndarray, np.ndarray]] = []  # the same epochs' item-space groups
         todo_rows = 0
 
         def run_todo() -> None:
             nonlocal todo_rows
-            new_prop.update(_cluster_epochs(todo, accounts, state, model, rules, policy, cfg))
+            got = _cluster_epochs(todo, accounts, state, model, rules, policy, cfg)
+            got_sweep = _cluster_epochs(todo_sweep, accounts, state, model, rules, policy, cfg, scope="sweep")
+            for E, rows in got.items():
+                both = [r for r in (rows, got_sweep.get(E)) if r is not None]
+                new_prop[E] = pl.concat(both) if both else None
             todo.clear()
+            todo_sweep.clear()
             todo_rows = 0
 
         for k, E in enumerate(epochs):
@@ -396,7 +429,9 @@ def replay(ticks: TickInput, links: pl.DataFrame, attrs: pl.DataFrame, model: Ac
             if E >= t_end:
                 final_labels, final_linked = labels, linked_now
             todo.append((E, labels, linked_now))
-            todo_rows += int(linked_now.sum())
+            s_labels, s_linked = spaces.components_at(E)
+            todo_sweep.append((E, s_labels, s_linked))
+            todo_rows += int(linked_now.sum()) + int(s_linked.sum())
             if todo_rows >= EPOCH_GROUP_ROWS:
                 run_todo()
         run_todo()
@@ -469,8 +504,13 @@ EPOCH_GROUP_ROWS = 50_000
 
 
 def _cluster_epochs(items: list[tuple[int, np.ndarray, np.ndarray]], accounts: list[str], state: pl.DataFrame,
-                    model: AccountModel, rules: list[Rule], policy: Policy, cfg: ReplayConfig) -> dict[int, pl.DataFrame | None]:
+                    model: AccountModel, rules: list[Rule], policy: Policy, cfg: ReplayConfig,
+                    scope: str = "cluster") -> dict[int, pl.DataFrame | None]:
     """Propagation rows of cluster epochs (accounts that inherit a flagged cluster's verdict).
+
+    ``scope`` "cluster": groups are linked accounts, judged by cluster rules. "sweep": groups
+    are item-space groups (``features.linking.split_item_spaces``), judged by sweep rules, their
+    verdict capped at ``cfg.sweep_max_action``.
 
     ``items`` holds (epoch E, component label per account, linked mask) per epoch. Each epoch is
     judged on its own (a cluster is the accounts sharing a label at E, with their state as of
@@ -484,6 +524,8 @@ def _cluster_epochs(items: list[tuple[int, np.ndarray, np.ndarray]], accounts: l
         return out
     members = pl.concat(parts)
     now = members.sort("tick").join_asof(state, on="tick", by="account_id", strategy="backward", check_sortedness=False).drop_nulls("n")
+    if scope == "sweep":
+        now = now.filter(_sweep_member(cfg))
     now = now.filter(pl.len().over("tick", "label") >= 2)
     if now.height == 0:
         return out
@@ -493,7 +535,7 @@ def _cluster_epochs(items: list[tuple[int, np.ndarray, np.ndarray]], accounts: l
     csum = derive(csum)
     # Sandboxed (partner) rules never convict a cluster: propagation is guilt by association,
     # which only reviewed local rules may decide.
-    c_score, c_fired, c_active = _score_block(csum, model, [r for r in rules if r.sandbox is None], "cluster", "x_", "n")
+    c_score, c_fired, c_active = _score_block(csum, model, [r for r in rules if r.sandbox is None], scope, "x_", "n")
     c_lvl = policy.levels(c_score, csum["n"].to_numpy())
     # A cluster verdict reaches its members only through a reviewed cluster rule: the model
     # alone never convicts by association.
@@ -504,11 +546,13 @@ def _cluster_epochs(items: list[tuple[int, np.ndarray, np.ndarray]], accounts: l
     # running one evaluation together are an evaluation-sized run.
     c_sev = csum.select(harvest_yield().alias("y"), evaluation_run().alias("b"))
     c_lvl = policy.severity(c_lvl, c_sev["y"].to_numpy(), may_suspend(c_fired, c_active), c_sev["b"].to_numpy())
+    if scope == "sweep":
+        c_lvl = np.minimum(c_lvl, ACTIONS.index(cfg.sweep_max_action)).astype(np.int8)
     flagged_c = np.flatnonzero(c_lvl >= 2)
     if flagged_c.size == 0:
         return out
     contrib = model.contributions(csum[flagged_c.tolist()])
-    c_reasons = [";".join("cluster:" + r for r in _reasons(c_fired[i], c_active, contrib[k], model.features))
+    c_reasons = [";".join(scope + ":" + r for r in _reasons(c_fired[i], c_active, contrib[k], model.features))
                  for k, i in enumerate(flagged_c)]
     csum = csum.with_columns(pl.Series("c_score", c_score), pl.Series("c_lvl", c_lvl))[flagged_c.tolist()]
     csum = csum.with_columns(pl.Series("c_reasons", c_reasons, dtype=pl.String))
@@ -522,6 +566,9 @@ def _cluster_epochs(items: list[tuple[int, np.ndarray, np.ndarray]], accounts: l
     # accounts are each small; colleagues running one evaluation are judged as a cluster,
     # whose summed run is evaluation-sized.)
     own_evidence = (shown | textless) & ~serves_people()
+    if scope == "sweep":
+        # Membership (item-only, person-scale traffic as of E) is the member's own evidence.
+        own_evidence = (pl.col("n") >= cfg.propagate_min_events) & ~serves_people()
     # (Whatever the member's own score: a member scoring higher than its cluster may still be
     # below the evidence an account needs to be judged alone, e.g. a handful of exchanges.)
     j = j.filter((pl.col("c_lvl") >= 2) & own_evidence)
@@ -530,6 +577,14 @@ def _cluster_epochs(items: list[tuple[int, np.ndarray, np.ndarray]], accounts: l
         for (E,), rows in j.partition_by("tick", as_dict=True, maintain_order=True).items():
             out[int(E)] = rows
     return out
+
+
+def _sweep_member(cfg: ReplayConfig) -> pl.Expr:
+    """An item-space group member as of the epoch: still mostly items, at a person's volume."""
+    return ((pl.col("exam") >= cfg.sweep_member_min_exam * pl.col("text")) & (pl.col("d_n") <= cfg.sweep_member_max_day)
+            & (pl.col("n") <= cfg.sweep_member_max_per_hour * pl.col("new_hour"))
+            & (pl.col("tpl") <= cfg.sweep_member_max_template * pl.col("n"))
+            & (pl.col("new_item") >= cfg.sweep_member_min_item_novelty * pl.col("ident")))
 
 
 def _clusters(acc: pl.DataFrame) -> pl.DataFrame:

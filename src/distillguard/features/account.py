@@ -18,7 +18,7 @@ import polars as pl
 SUM_COLUMNS = [
     "n", "new_exact", "nd", "tpl", "new_hour", "new_hod", "single", "multi", "text",
     "reason", "maxout", "rubric", "exam", "code", "logprobs", "effort", "multi_n", "big_max",
-    "trunc", "tools", "lang", "out_tok", "dt_n", "dt_sum", "dt_sq", "new_script", "extract", "new_global", "ident", "shape_novel", "fmt", "trace",
+    "trunc", "tools", "lang", "out_tok", "dt_n", "dt_sum", "dt_sq", "new_script", "extract", "new_global", "new_item", "ident", "shape_novel", "fmt", "trace",
     "tool_repeat", "agent_open", "agent_fresh",
 ]
 
@@ -82,7 +82,7 @@ FEATURES = [
     "rubric_share", "exam_share", "code_share", "shape_share", "trunc_share", "log_out_tok",
     "hod_cover", "duty", "iat_cv", "log_rate", "young", "lang_spread", "tools_share", "extract_share", "log_extract",
     "global_novelty", "text_share", "fmt_share", "trace_share", "log_trace", "log_gap",
-    "agent_fresh_share", "log_agent_fresh", "day_hours",
+    "agent_fresh_share", "log_agent_fresh", "day_hours", "item_novelty",
 ]
 
 
@@ -119,6 +119,10 @@ def derive(df: pl.DataFrame, prefix: str = "", now_col: str = "tick") -> pl.Data
         # Prompts never seen before anywhere in the log: evaluators re-running one public
         # benchmark repeat each other; a campaign splitting a sweep over its accounts does not.
         "global_novelty": c("new_global") / c("ident").clip(lower_bound=1.0),
+        # Items (a question, whatever its wording) never asked before anywhere in the log:
+        # students asking popular homework and evaluators re-running public benchmarks ask what
+        # others asked, in their own words; accounts taking disjoint slices of a space do not.
+        "item_novelty": c("new_item") / c("ident").clip(lower_bound=1.0),
         # How much of the traffic the detector can read at all (logs may withhold prompts).
         "text_share": c("text") / n,
         "nd_share": c("nd") / text,

@@ -46,6 +46,17 @@ TEMPLATE_NEW_SHARE = 0.5
 # relay such as duck.com, a regional webmail the list above lacks), not one organisation: its
 # domain keys say nothing about coordination.
 DOMAIN_PUBLIC_NETWORKS = 5
+# Item-space keys (``marks.item_space_rows``) are no links: they name what an account asks, not
+# who it is, and would chain unrelated clusters together. The replay groups their holders apart
+# (``ITEM_SPACE_CAP`` of them at most per space) and judges each group with "sweep" rules.
+ITEM_SPACE_KIND = "space"
+ITEM_SPACE_CAP = 400
+
+
+def split_item_spaces(pairs: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(link pairs, item-space pairs) of ``link_pairs``' output."""
+    is_space = pl.col("kind") == ITEM_SPACE_KIND
+    return pairs.filter(~is_space), pairs.filter(is_space)
 
 def link_pairs(rows: pl.DataFrame) -> pl.DataFrame:
     """(account_id, key, kind, first_ts) for every key shared by at least two accounts in the log.
@@ -73,17 +84,20 @@ class LinkGraph:
     domain: np.ndarray | None = None  # per key code: its sign-up domain's code, -1 for other kinds
 
     @classmethod
-    def build(cls, pairs: pl.DataFrame, account_index: dict[str, int]) -> "LinkGraph":
+    def build(cls, pairs: pl.DataFrame, account_index: dict[str, int], cap: int | None = None) -> "LinkGraph":
+        """``cap``: one cap for every key (item-space groups); default: per kind (``KEY_CAP``)."""
         if pairs.height == 0:
             z = np.zeros(0, dtype=np.int64)
             return cls(z, z, z, z, len(account_index))
         acc = pairs["account_id"].replace_strict(account_index, return_dtype=pl.Int64).to_numpy()
         keys, key = np.unique(pairs["key"].to_numpy(), return_inverse=True)
         kinds = pl.Series(keys).str.split(":").list.first()
-        cap = kinds.replace_strict(KEY_CAP, default=100, return_dtype=pl.Int64).to_numpy()
+        caps = kinds.replace_strict(KEY_CAP, default=100, return_dtype=pl.Int64).to_numpy()
+        if cap is not None:
+            caps = np.full(len(keys), cap, dtype=np.int64)
         dom = pl.Series(keys).str.extract(r"^dom:(.*)\|[^|]*$")
         domain = np.where(dom.is_null().to_numpy(), -1, dom.fill_null("").rank("dense").cast(pl.Int64).to_numpy())
-        return cls(acc, key.astype(np.int64), pairs["first_ts"].to_numpy(), cap, len(account_index), domain)
+        return cls(acc, key.astype(np.int64), pairs["first_ts"].to_numpy(), caps, len(account_index), domain)
 
     def components_at(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
         """(component label per account, mask of accounts linked to another) at ``epoch``."""

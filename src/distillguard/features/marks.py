@@ -7,7 +7,9 @@ distributed engine can apply it per group (e.g. Spark's ``applyInArrow``) with t
 
 Marks, per exchange, in the account's event-time order (ties broken by file and line):
 ``new_exact`` first time this exact prompt appears in the account; ``new_global`` first time in
-the whole log (computed by the caller across buckets, see ``scan``); ``nd`` shares a MinHash band
+the whole log and ``new_item`` first time its *item* (most of its MinHash bands: the same
+question in other words) appears in the whole log (both computed by the caller across buckets
+with ``first_seen_marks``); ``nd`` shares a MinHash band
 with an earlier prompt of the account; ``tpl`` its head or tail frame was already used with a
 different prompt; ``new_hour``/``new_hod`` a new active hour / hour of day; ``dt`` the gap since
 the account's previous exchange; ``agent_open`` it is the second request of an agent session
@@ -23,6 +25,35 @@ import polars as pl
 from .linking import FREE_MAIL, TEMPLATE_NEW_SHARE, TEMPLATE_REUSE, TEMPLATE_SHARE
 
 SMALL_OUTPUT_CAP = 256  # max_tokens below this asks for a label or a short extract, not a corpus
+# Keys whose log-wide first time marks an exchange: the exact prompt, and its MinHash bands.
+FIRST_SEEN_KEYS = ("h_exact", "b0", "b1", "b2")
+# An item is new to the log when this many of its bands are (one shared band is often a common
+# phrase; two are the same question, whatever the wrapper or typos around it).
+ITEM_NEW_BANDS = 2
+
+
+def first_times(rows: pl.DataFrame | pl.LazyFrame, key: str) -> pl.DataFrame:
+    """(key, t0): the first time each value of ``key`` appears in ``rows`` (de-duplicated rows)."""
+    return rows.lazy().filter(pl.col(key).is_not_null()).group_by(key).agg(pl.col("ts").min().alias("t0")).collect()
+
+
+def first_seen_marks(df: pl.DataFrame, firsts: dict[str, pl.DataFrame]) -> pl.DataFrame:
+    """``df`` with ``new_global`` and ``new_item`` from the log-wide first times ``firsts[key]``
+    (``first_times`` over the whole log, for each of ``FIRST_SEEN_KEYS``).
+
+    Ties at the same millisecond count as first for each: rare, and harmless either way. An
+    exchange without bands (no text) falls back to its exact prompt.
+    """
+    hit = []
+    for k in FIRST_SEEN_KEYS:
+        f = firsts[k].rename({"t0": f"_t_{k}"})
+        df = df.join(f, on=k, how="left")
+        hit.append(pl.col(f"_t_{k}").is_not_null() & (pl.col("ts") == pl.col(f"_t_{k}")))
+    bands_new = pl.sum_horizontal([h.cast(pl.Int8) for h in hit[1:]])
+    return df.with_columns(
+        hit[0].alias("new_global"),
+        pl.when(pl.col("b0").is_null()).then(hit[0]).otherwise(pl.col("h_exact").is_not_null() & (bands_new >= ITEM_NEW_BANDS)).alias("new_item"),
+    ).drop([f"_t_{k}" for k in FIRST_SEEN_KEYS])
 
 
 def _first(*cols: str | pl.Expr) -> pl.Expr:
@@ -146,6 +177,7 @@ def tick_sums(m: pl.DataFrame) -> pl.DataFrame:
         pl.len().cast(pl.Float64).alias("n"),
         _i(pl.col("new_exact")).alias("new_exact"),
         _i(pl.col("new_global")).alias("new_global"),
+        _i(pl.col("new_item")).alias("new_item"),
         _i(pl.col("nd")).alias("nd"),
         _i((pl.col("pre_use") > 1) | (pl.col("suf_use") > 1)).alias("tpl"),
         _i(pl.col("new_hour")).alias("new_hour"),
@@ -232,6 +264,7 @@ def link_rows(m: pl.DataFrame) -> pl.DataFrame:
             "account_id", pl.concat_str([pl.lit("dom:"), s("dom"), pl.lit("|"), s("asn").cast(pl.String)]).alias("key"), "ts"),
         firsts(_framing("pre_use", "pre_new"), "h_pre").select("account_id", (pl.lit("tpl:") + s("h_pre").cast(pl.String)).alias("key"), "ts"),
         firsts(_framing("suf_use", "suf_new"), "h_suf").select("account_id", (pl.lit("tpl:") + s("h_suf").cast(pl.String)).alias("key"), "ts"),
+        item_space_rows(m),
     ]
     # (A head and a tail frame can hash alike: the group-by keeps one row per key.)
     return pl.concat(parts).group_by("account_id", "key").agg(pl.col("ts").min().alias("first_ts"))
@@ -240,8 +273,49 @@ def link_rows(m: pl.DataFrame) -> pl.DataFrame:
 def account_ticks(df: pl.DataFrame, tick_ms: int) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """One bucket: (tick sums, link rows, account attributes) from its compact exchange rows.
 
-    ``df`` must already be de-duplicated and carry the boolean ``new_global`` column.
+    ``df`` must already be de-duplicated and carry the boolean ``new_global`` and ``new_item``
+    columns (``first_seen_marks``).
     """
     m = mark(df, tick_ms)
     attrs = m.group_by("account_id").agg(pl.col("org").drop_nulls().first().alias("org"))
     return tick_sums(m), link_rows(m), attrs
+
+
+# An item-only account (``item_space_rows``): at least this many distinct exam-shaped items, ...
+ITEM_MIN = 5
+# ... making up this share of its distinct prompts, ...
+ITEM_SHARE = 0.8
+# ... with at most this share of its requests multi-turn or with tools, or sent within
+# ``ITEM_PACE_MS`` of the previous one (evaluation runs and back-ends send many at once).
+ITEM_MAX_OTHER = 0.15
+ITEM_PACE_MS = 10_000
+
+
+def item_space_rows(m: pl.DataFrame) -> pl.DataFrame:
+    """(account_id, key, ts): when an account became an *item-only* account of an item space.
+
+    An item-only account asks nothing but exam-shaped items (``ITEM_MIN`` distinct ones or more,
+    ``ITEM_SHARE`` of its distinct prompts), one at a time (single-turn, no tools) at a person's
+    pace. Alone that is a diligent student; the key ``space:<shape>`` puts every such account of
+    one item shape (code or other exam items) in one group, so that the cluster replay can judge
+    them together: many unlinked accounts each sweeping new items of one space is a campaign
+    split over identities. Running sums over the account's rows so far: no look-ahead.
+    """
+    acc = "_acct"
+    c = lambda e: e.cast(pl.Int32).cum_sum().over(acc)  # noqa: E731
+    f = m.select(
+        "account_id", "ts",
+        c(pl.col("new_exact")).alias("_new"),
+        c(pl.col("new_exact") & pl.col("f_exam")).alias("_items"),
+        c(pl.col("new_exact") & pl.col("f_exam") & pl.col("f_code")).alias("_code"),
+        c(pl.lit(True)).alias("_n"),
+        c(~pl.col("single") | pl.col("has_tools")).alias("_multi"),
+        c(pl.col("dt").fill_null(1 << 40) < ITEM_PACE_MS).alias("_fast"),
+    ).filter(
+        (pl.col("_items") >= ITEM_MIN) & (pl.col("_items") >= ITEM_SHARE * pl.col("_new"))
+        & (pl.col("_multi") <= ITEM_MAX_OTHER * pl.col("_n")) & (pl.col("_fast") <= ITEM_MAX_OTHER * pl.col("_n"))
+    ).with_columns(
+        (pl.lit("space:") + pl.when(2 * pl.col("_code") >= pl.col("_items")).then(pl.lit("code")).otherwise(pl.lit("exam"))).alias("key")
+    )
+    return f.select("account_id", "key", "ts")
+

@@ -38,7 +38,7 @@ SIGNS = {
     "maxout_share": 1, "rubric_share": 1, "exam_share": 1, "code_share": None, "shape_share": 1,
     "trunc_share": None, "log_out_tok": None, "hod_cover": None, "duty": None, "iat_cv": None, "log_rate": None,
     "young": 1, "lang_spread": None, "tools_share": -1, "extract_share": 1,
-    "log_extract": 1, "global_novelty": None, "text_share": None, "fmt_share": -1, "trace_share": 1,
+    "log_extract": 1, "global_novelty": None, "item_novelty": None, "text_share": None, "fmt_share": -1, "trace_share": 1,
     "log_trace": None, "log_gap": None,
     # Session-level agent evidence is left to the reviewed rule (dg-011): too few agent
     # harvesters in any training log to weigh it against real coding agents.

@@ -34,7 +34,7 @@ LEVEL_WEIGHT = {"informational": 0.1, "low": 0.25, "medium": 0.45, "high": 0.7, 
 _OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq}
 _COND = re.compile(r"^\s*(>=|<=|==|>|<)\s*(-?\d+(?:\.\d+)?)\s*$")
 REQUIRED_KEYS = {"id", "title", "description", "level", "reason", "tags", "falsepositives", "detection", "scope"}
-SCOPES = {"account", "window", "cluster"}
+SCOPES = {"account", "window", "cluster", "sweep"}
 
 
 @dataclass(frozen=True)

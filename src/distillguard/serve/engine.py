@@ -6,13 +6,14 @@ One code path with ``distillguard scan``. A request body goes through the same v
 store (``store.Store``) before they are acknowledged. A refresh then computes exactly what the
 scan computes from the same rows:
 
-1. ``new_global`` (first time a prompt hash appears anywhere) as in ``pipeline.prepare``:
-   ``ts == min(ts)`` over all accepted rows of that hash.
+1. ``new_global`` and ``new_item`` (first time a prompt hash, or an item's MinHash bands, appear
+   anywhere) as in ``pipeline.prepare``: ``ts == min(ts)`` over all accepted rows of that key
+   (``features.marks.first_seen_marks``).
 2. ``features.marks.account_ticks`` for the *affected* accounts only. Its output for one
-   account depends on nothing but that account's rows and their ``new_global`` marks, so the
+   account depends on nothing but that account's rows and their first-seen marks, so the
    cached tick sums, link rows and attributes of every other account are still exact. Affected
-   = accounts with new rows, plus accounts holding a row that just lost its ``new_global`` mark
-   because a new row of the same hash has an earlier ``ts``.
+   = accounts with new rows, plus accounts holding a row that just lost a first-seen mark
+   because a new row with the same key has an earlier ``ts``.
 3. ``replay.replay`` over all cached tick sums and link rows (the scan's replay, unchanged).
 
 Row order ties (same account, same ms) are broken by ``_line`` as in the scan: the service
@@ -41,7 +42,7 @@ import orjson
 import polars as pl
 
 from ..features.exchange import TextSignalCache, exchange_features
-from ..features.marks import account_ticks
+from ..features.marks import FIRST_SEEN_KEYS, account_ticks, first_seen_marks, first_times
 from ..ingest import EventTimeWindow, IngestStats, Quarantine, ndjson_records, records_to_batch, truncate_record
 from ..replay import ReplayCache, ReplayConfig, fold_before, replay
 from ..report import ms_to_rfc3339
@@ -262,7 +263,7 @@ class Engine:
         self._pending_rows = 0
         self._pending_max_ts: int | None = None
         self._rows: pl.DataFrame | None = None   # all accepted compact rows (no request_id)
-        self._firsts: pl.DataFrame | None = None  # h_exact -> t0 (first ts of the prompt hash)
+        self._firsts: dict[str, pl.DataFrame] | None = None  # per key of FIRST_SEEN_KEYS: value -> t0 (its first ts)
         self._ticks: pl.DataFrame | None = None
         self._links: pl.DataFrame | None = None
         self._attrs: pl.DataFrame | None = None
@@ -551,24 +552,22 @@ class Engine:
             firsts = self._firsts
             rows = old
         else:
-            nf = new.filter(pl.col("h_exact").is_not_null()).group_by("h_exact").agg(pl.col("ts").min().alias("t_new"))
-            extra = None
-            if self._firsts is None or old is None:
-                firsts = nf.rename({"t_new": "t0"})
-            else:
-                j = nf.join(self._firsts, on="h_exact", how="left")
-                lowered = j.filter(pl.col("t0").is_not_null() & (pl.col("t_new") < pl.col("t0"))).select("h_exact", "t0")
+            firsts, lost = {}, []
+            for k in FIRST_SEEN_KEYS:
+                nf = first_times(new, k).rename({"t0": "t_new"})
+                if self._firsts is None or old is None:
+                    firsts[k] = nf.rename({"t_new": "t0"})
+                    continue
+                j = nf.join(self._firsts[k], on=k, how="left")
+                lowered = j.filter(pl.col("t0").is_not_null() & (pl.col("t_new") < pl.col("t0"))).select(k, "t0")
                 if lowered.height:
-                    # Rows that were the first of their prompt lose the mark to an earlier arrival.
-                    extra = old.join(lowered, on="h_exact").filter(pl.col("ts") == pl.col("t0"))["account_id"].unique()
-                firsts = pl.concat([
-                    self._firsts.join(nf, on="h_exact", how="left").select(
-                        "h_exact", pl.min_horizontal("t0", "t_new").alias("t0")),
-                    j.filter(pl.col("t0").is_null()).select("h_exact", pl.col("t_new").alias("t0")),
+                    # Rows that were the first of their prompt (or item) lose the mark to an earlier arrival.
+                    lost.append(old.join(lowered, on=k).filter(pl.col("ts") == pl.col("t0"))["account_id"].unique())
+                firsts[k] = pl.concat([
+                    self._firsts[k].join(nf, on=k, how="left").select(k, pl.min_horizontal("t0", "t_new").alias("t0")),
+                    j.filter(pl.col("t0").is_null()).select(k, pl.col("t_new").alias("t0")),
                 ])
-            affected = new["account_id"].unique()
-            if extra is not None and extra.len():
-                affected = pl.concat([affected, extra]).unique()
+            affected = pl.concat([new["account_id"].unique(), *lost]).unique()
             rows = new if old is None else pl.concat([old, new], how="vertical_relaxed", rechunk=False)
             if rows.n_chunks() > 64:
                 rows = rows.rechunk()
@@ -577,8 +576,7 @@ class Engine:
         if affected.len():
             aff = affected.to_frame("account_id")
             sub = rows.join(aff, on="account_id", how="semi")
-            sub = sub.join(firsts, on="h_exact", how="left").with_columns(
-                (pl.col("t0").is_not_null() & (pl.col("ts") == pl.col("t0"))).alias("new_global")).drop("t0")
+            sub = first_seen_marks(sub, firsts)
             t, lk, at = account_ticks(sub, self.cfg.tick_ms)
             keep = lambda df: df.join(aff, on="account_id", how="anti")  # noqa: E731
             ticks = t if self._ticks is None else pl.concat([keep(self._ticks), t], how="vertical_relaxed")

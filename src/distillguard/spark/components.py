@@ -20,7 +20,7 @@ import xxhash
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from ..features.linking import KEY_CAP
+from ..features.linking import ITEM_SPACE_KIND, KEY_CAP
 
 DEFAULT_CAP = 100  # as ``LinkGraph.build``: replace_strict(KEY_CAP, default=100)
 
@@ -29,6 +29,7 @@ def kept_edges(links: DataFrame) -> DataFrame:
     """(a, k) edges of the final link graph: keys with 2 <= accounts <= cap of their kind."""
     pairs = links.select(F.col("account_id").alias("a"), F.col("key").alias("k")).distinct()
     kind = F.split(F.col("k"), ":", 2).getItem(0)
+    pairs = pairs.filter(kind != F.lit(ITEM_SPACE_KIND))  # item spaces are no links (``linking``)
     cap = F.lit(DEFAULT_CAP)
     for kd, c in KEY_CAP.items():
         cap = F.when(kind == F.lit(kd), F.lit(c)).otherwise(cap)

@@ -31,6 +31,7 @@ from typing import Sequence
 import polars as pl
 import pyarrow as pa
 
+from ..features.marks import FIRST_SEEN_KEYS, ITEM_NEW_BANDS
 from ..ingest import EventTimeWindow
 from ..replay import ReplayConfig, empty_result, replay
 from ..report import ms_to_rfc3339, write_report
@@ -182,8 +183,16 @@ def run_spark_scan(inputs: Sequence[str], out_dir: str | Path, *, master: str | 
         rows = (rows.join(first, "request_id", "left")
                 .filter(F.col("_fs").isNull() | ((F.col("_source") == F.col("_fs")) & (F.col("_line") == F.col("_fl"))))
                 .drop("_fs", "_fl"))
-        firsts = rows.filter(F.col("h_exact").isNotNull()).groupBy("h_exact").agg(F.min("ts").alias("_t0"))
-        rows = rows.join(firsts, "h_exact", "left").withColumn("new_global", F.col("_t0").isNotNull() & (F.col("ts") == F.col("_t0"))).drop("_t0")
+        # First time of each prompt hash and of each MinHash band (``marks.first_seen_marks``).
+        hits = []
+        for k in FIRST_SEEN_KEYS:
+            firsts = rows.filter(F.col(k).isNotNull()).groupBy(k).agg(F.min("ts").alias(f"_t_{k}"))
+            rows = rows.join(firsts, k, "left")
+            hits.append(F.coalesce(F.col(f"_t_{k}") == F.col("ts"), F.lit(False)))
+        bands_new = sum(F.when(h, 1).otherwise(0) for h in hits[1:])
+        rows = rows.withColumn("new_global", hits[0]).withColumn(
+            "new_item", F.when(F.col("b0").isNull(), hits[0]).otherwise(F.col("h_exact").isNotNull() & (bands_new >= ITEM_NEW_BANDS))
+        ).drop(*[f"_t_{k}" for k in FIRST_SEEN_KEYS])
         nb = buckets or max(int(spark.conf.get("spark.sql.shuffle.partitions")), -(-valid_in // ROWS_PER_BUCKET))
         rows = rows.withColumn("_b", F.pmod(F.xxhash64("account_id"), F.lit(nb)))
 

@@ -47,7 +47,7 @@ def marks_schema(tick_ms: int) -> pa.Schema:
 
 
 def _empty_marks(tick_ms: int):
-    df = exchange_features(EVENT_SCHEMA.empty_table()).with_columns(pl.lit(False).alias("new_global"))
+    df = exchange_features(EVENT_SCHEMA.empty_table()).with_columns(pl.lit(False).alias("new_global"), pl.lit(False).alias("new_item"))
     return account_ticks(df, tick_ms)
 
 
