@@ -331,9 +331,8 @@ def test_share_match_object_limit(tmp_path, key):
     p = tmp_path / "big.json"
     p.write_text(json.dumps({"type": "bundle", "objects": objs}))
     log = _write(tmp_path / "x.jsonl", good_records())
-    t = time.perf_counter()
-    r = _cli("share", "match", str(p), "--events", str(log), "--out", str(tmp_path / "m"), "--key", key, timeout=60)
-    assert r.returncode == 2 and "more than" in r.stdout + r.stderr and time.perf_counter() - t < 60
+    r = _cli("share", "match", str(p), "--events", str(log), "--out", str(tmp_path / "m"), "--key", key, timeout=60)  # the bound
+    assert r.returncode == 2 and "more than" in r.stdout + r.stderr
 
 
 # -- 8. console: login throttling, Secure cookies, audited refusals --------------------------------

@@ -7,7 +7,7 @@ import orjson
 import polars as pl
 
 from distillguard.features.exchange import exchange_features
-from distillguard.features.marks import account_ticks
+from distillguard.features.marks import FIRST_SEEN_KEYS, account_ticks, first_seen_marks, first_times
 from distillguard.ingest import IngestStats, Quarantine, records_to_batch
 
 T0 = 1_793_577_600_000  # 2026-11-02T00:00:00Z
@@ -20,9 +20,8 @@ def _links(records: list[dict], tmp_path) -> pl.DataFrame:
     with Quarantine(tmp_path / "q.jsonl") as q:
         batch = records_to_batch(lines, "test", q, IngestStats())
     rows = exchange_features(batch)
-    # As the scan's global pass: the first time each prompt appears in the whole log.
-    rows = rows.with_columns((pl.col("h_exact").is_not_null() & (pl.col("ts") == pl.col("ts").min().over("h_exact"))).alias("new_global"),
-                           pl.lit(False).alias("new_item"))
+    # The scan's global pass: the first time each prompt (and each item) appears in the whole log.
+    rows = first_seen_marks(rows, {k: first_times(rows, k) for k in FIRST_SEEN_KEYS})
     _, links, _ = account_ticks(rows, 60_000)
     return links.filter(pl.col("key").str.starts_with("tpl:"))
 

@@ -29,30 +29,6 @@ def spark():
     s.stop()
 
 
-def test_components_match_scipy(spark):
-    import numpy as np
-
-    from distillguard.features.linking import LinkGraph, link_pairs
-    from distillguard.spark.components import connected_components, kept_edges
-
-    rows = [("a1", "pf:x"), ("a2", "pf:x"), ("a2", "net:1|ua"), ("a3", "net:1|ua"), ("a4", "org:o"),
-            ("a5", "org:o"), ("a6", "pf:lonely"), ("a7", "dom:d|1"), ("a8", "dom:d|1"), ("a9", "tpl:5")]
-    # a key over its cap links nothing: 41 accounts on one domain key (cap 40)
-    rows += [(f"z{i:02d}", "dom:big|2") for i in range(41)]
-    links = pl.DataFrame(rows, schema=["account_id", "key"], orient="row").with_columns(pl.lit(1, pl.Int64).alias("first_ts"))
-    labels, _ = connected_components(kept_edges(spark.createDataFrame(links.to_arrow())))
-    got = {r["a"]: r["l"] for r in labels.collect()}
-    accounts = sorted(links["account_id"].unique().to_list())
-    index = {a: i for i, a in enumerate(accounts)}
-    lab, linked = LinkGraph.build(link_pairs(links), index).components_at(10)
-    want = {}
-    for comp in set(lab[linked].tolist()):
-        members = [accounts[i] for i in np.flatnonzero((lab == comp) & linked)]
-        want.update({m: min(members) for m in members})
-    assert got == want
-    assert got == {"a1": "a1", "a2": "a1", "a3": "a1", "a4": "a4", "a5": "a4", "a7": "a7", "a8": "a7"}
-
-
 def test_spark_scan_parity(tmp_path, spark):
     from distillguard.scan import scan
     from distillguard.sim import simulate

@@ -39,9 +39,8 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "share": ("stix2", "stix2validator", "taxii2client"),
     "spark": ("pyspark", "pandas"),
 }
-_MODULE_EXTRA = {"stix2": "share", "stix2validator": "share", "taxii2client": "share", "private_set_intersection": "share",
-                 "pyspark": "spark", "jinja2": "console", "itsdangerous": "console", "multipart": "console",
-                 "fastapi": "serve", "uvicorn": "serve", "httpx": "serve", "redis": "serve", "prometheus_client": "serve"}
+# Module -> extra, the inverse of the table above (``serve`` wins for modules several extras bring).
+_MODULE_EXTRA = {"private_set_intersection": "share", **{m: e for e, mods in reversed(EXTRA_MODULES.items()) for m in mods}}
 
 
 class UserError(Exception):

@@ -98,7 +98,8 @@ def _score_block(df: pl.DataFrame, model: AccountModel, rules: list[Rule], scope
 
     The model's probability is shrunk by the evidence behind the row (``shrink_by_evidence``)
     before rules are fused in: a rule carries its own ``min_events``. ``unshrunk`` (a list),
-    when given, receives the fused score without the shrinkage (the policy's few-events tier)."""
+    when given, receives ``(fused score without the shrinkage, model probability, shrunk model
+    probability)``: the policy's few-events tier reads the first, the sandbox re-fuses the others."""
     raw = model.predict_proba(df, prefix)
     p = shrink_by_evidence(raw, evidence(df, n_col[: -len("n")]) if df.height else np.zeros(0))
     active = [r for r in rules if scope in r.scope]
@@ -108,7 +109,7 @@ def _score_block(df: pl.DataFrame, model: AccountModel, rules: list[Rule], scope
         fired = np.zeros((df.height, len(active)), dtype=bool)
     w = np.array([r.weight for r in active], dtype=float)
     if unshrunk is not None:
-        unshrunk.append(_noisy_or(raw, fired, w))
+        unshrunk.append((_noisy_or(raw, fired, w), raw, p))
     return _noisy_or(p, fired, w), fired, active
 
 
@@ -208,13 +209,13 @@ def _account_pass(ticks: pl.DataFrame, attrs: pl.DataFrame, model: AccountModel,
     snaps = snaps.join(attrs.select("account_id", "org"), on="account_id", how="left")
     allowed = (snaps["account_id"].is_in(list(policy.allow_accounts)) | snaps["org"].is_in(list(policy.allow_orgs)).fill_null(False)).to_numpy()
 
-    raw: list[np.ndarray] = []
+    raw: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     s_cum, f_cum, a_cum = _score_block(snaps, model, rules, "account", "x_", "n", raw)
     s_win, f_win, a_win = _score_block(snaps, model, rules, "window", "w_x_", "w_n", raw)
     w_ok = evidence(snaps, "w_") >= cfg.min_window_events
     s_win = np.where(w_ok, s_win, 0.0)
     own = np.maximum(s_cum, s_win)
-    own_raw = np.maximum(raw[0], np.where(w_ok, raw[1], 0.0))
+    own_raw = np.maximum(raw[0][0], np.where(w_ok, raw[1][0], 0.0))
     n_arr = evidence(snaps)
     asks = snaps.select(asks_share()).to_series().to_numpy()
     tick, first_seen = snaps["tick"].to_numpy(), snaps["first_seen"].to_numpy()
@@ -256,10 +257,9 @@ def _account_pass(ticks: pl.DataFrame, attrs: pl.DataFrame, model: AccountModel,
         kc, kw = [r for r in a_cum if r.sandbox is None], [r for r in a_win if r.sandbox is None]
         w_c = np.array([r.weight for r in kc], dtype=float)
         w_w = np.array([r.weight for r in kw], dtype=float)
-        p_c, p_w = model.predict_proba(snaps, "x_"), model.predict_proba(snaps, "w_x_")
-        e_c, e_w = evidence(snaps), evidence(snaps, "w_")
-        t_cum = _noisy_or(shrink_by_evidence(p_c, e_c), f_cum[:, keep_c], w_c)
-        t_win = np.where(w_ok, _noisy_or(shrink_by_evidence(p_w, e_w), f_win[:, keep_w], w_w), 0.0)
+        (_, p_c, q_c), (_, p_w, q_w) = raw  # model probabilities, as scored above: raw and shrunk
+        t_cum = _noisy_or(q_c, f_cum[:, keep_c], w_c)
+        t_win = np.where(w_ok, _noisy_or(q_w, f_win[:, keep_w], w_w), 0.0)
         r_cum = _noisy_or(p_c, f_cum[:, keep_c], w_c)
         r_win = np.where(w_ok, _noisy_or(p_w, f_win[:, keep_w], w_w), 0.0)
         trusted = decide(np.maximum(t_cum, t_win), np.maximum(r_cum, r_win), f_cum[:, keep_c], kc, f_win[:, keep_w], kw)
@@ -429,9 +429,11 @@ def replay(ticks: TickInput, links: pl.DataFrame, attrs: pl.DataFrame, model: Ac
             if E >= t_end:
                 final_labels, final_linked = labels, linked_now
             todo.append((E, labels, linked_now))
-            s_labels, s_linked = spaces.components_at(E)
-            todo_sweep.append((E, s_labels, s_linked))
-            todo_rows += int(linked_now.sum()) + int(s_linked.sum())
+            todo_rows += int(linked_now.sum())
+            if space_pairs.height:  # most logs have no item-space groups: no per-epoch arrays for them
+                s_labels, s_linked = spaces.components_at(E)
+                todo_sweep.append((E, s_labels, s_linked))
+                todo_rows += int(s_linked.sum())
             if todo_rows >= EPOCH_GROUP_ROWS:
                 run_todo()
         run_todo()

@@ -117,17 +117,15 @@ _CTX_SEED = 21
 _WEB_HOST = r"^(?:[A-Za-z0-9-]+\.)+(?:com|org|net|io|dev|edu|gov|html?|[a-z]{2})/"
 
 
-def context_hashes(df: pl.DataFrame) -> pl.DataFrame:
+def context_hashes(df: pl.DataFrame, agent: pl.Series) -> pl.DataFrame:
     """``ctx0``, ``ctx1``: the two smallest hashes of the file paths an agent request's prompt
     names (a bottom-2 sketch of its path set; null when it names none).
 
-    Only agent traffic (tools offered, or a tool result carried) is read, and each distinct
-    prompt once: an agent resends its task at every step of its loop.
+    Only agent traffic (``agent``: tools offered, or a tool result carried) is read, and each
+    distinct prompt once: an agent resends its task at every step of its loop.
     """
     n = df.height
-    agent = (pl.coalesce(pl.col("tool_count"), pl.col("tool_names").list.len()).fill_null(0) > 0) | (
-        pl.col("last_role").str.to_lowercase() == "tool").fill_null(False)
-    idx = df.select(agent.alias("a"))["a"].arg_true()
+    idx = agent.arg_true()
     out = pl.DataFrame({"ctx0": pl.Series([None] * n, dtype=pl.UInt64), "ctx1": pl.Series([None] * n, dtype=pl.UInt64)})
     if not idx.len():
         return out
@@ -170,7 +168,8 @@ def exchange_features(batch: pa.RecordBatch | pa.Table, cache: "TextSignalCache 
     else:
         first, inverse = _distinct_texts(batch if not isinstance(batch, pl.DataFrame) else texts.to_arrow(), df.height)
         signals = text_signals(texts) if first is None else text_signals(texts[first]).select(pl.all().gather(inverse))
-    return pl.concat([meta, signals, context_hashes(df)], how="horizontal").select(COMPACT_COLUMNS)
+    agent = (meta["tools"].fill_null(0) > 0) | meta["f_toolres"]
+    return pl.concat([meta, signals, context_hashes(df, agent)], how="horizontal").select(COMPACT_COLUMNS)
 
 
 def _distinct_texts(batch, n: int) -> tuple[np.ndarray | None, np.ndarray | None]:

@@ -130,7 +130,8 @@ def _student(w: _World, texts: list[str]) -> BigramLM:
 def _test_student(w: _World, s: BigramLM, seed: int, *, dedup_too: bool = False) -> dict:
     cfg = w.cfg
     rng = np.random.default_rng(seed)
-    out = s.decode(s.generate(s.start_ids(w.probe_prompts, rng), cfg.response_tokens, rng))
+    cdf = s.cdf()  # the student's sampling table, built once for its probe answers and canaries
+    out = s.decode(s.generate(s.start_ids(w.probe_prompts, rng), cfg.response_tokens, rng, cdf))
     api = score_texts(out, w.green, exclude_texts=w.probe_prompts)
     res = {"api": api.as_dict()}
     if dedup_too:
@@ -146,7 +147,7 @@ def _test_student(w: _World, s: BigramLM, seed: int, *, dedup_too: bool = False)
         if start[0] < 0:
             hits[acct] = None
             continue
-        gens = s.decode(s.generate(start, 8, rng))
+        gens = s.decode(s.generate(start, 8, rng, cdf))
         ps = [p for p in (hit_p_value(c.trigger + " " + g, c) for g in gens) if p is not None]
         hits[acct] = min(ps) if ps else None
     res["canary_hits"] = {a: p for a, p in hits.items() if p is not None}

@@ -65,8 +65,10 @@ class BigramLM:
 
     def start_ids(self, prompts: Sequence[str], rng: np.random.Generator) -> np.ndarray:
         """Each prompt's last in-vocabulary token (a unigram draw when it has none)."""
-        uni = np.exp(self.logp.astype(np.float64)).mean(axis=0)
-        out = rng.choice(self.size, size=len(prompts), p=uni / uni.sum())
+        if not hasattr(self, "_uni"):  # a fixed table of the model: built once, read on every request
+            uni = np.exp(self.logp.astype(np.float64)).mean(axis=0)
+            self._uni = uni / uni.sum()
+        out = rng.choice(self.size, size=len(prompts), p=self._uni)
         toks = pl.DataFrame({"t": tokenize_many(prompts)}).with_row_index("row").explode("t").drop_nulls("t")
         if toks.height:
             ids = self.ids(toks["t"])

@@ -91,9 +91,8 @@ def probe(endpoint: str, model: str, key: bytes, key_id: str, accounts: Sequence
                 if c.exhausted:
                     break
                 out = c.ask(f"(ref. {can.trigger}", seed=i)
-                p = hit_p_value(out, can) if out else None
-                if p is not None:
-                    best = p if best is None else min(best, p)
+                best = hit_p_value(out, can) if out else None
+                if best is not None:
                     break
             if best is not None:
                 found.append({"account_id": acct, "mark_id": can.mark_id, "p_value": min(1.0, best * len(tried))})

@@ -169,7 +169,7 @@ class Policy:
 
 # -- countermeasures: what a gateway does to an account's traffic at each action level ----------
 
-LADDER_LEVELS = ("none", "monitor", "challenge", "throttle", "suspend")
+LADDER_LEVELS = ACTIONS
 REASONING_EFFORTS = ("minimal", "low", "medium", "high")
 _RUNG_KEYS = {"max_tokens", "n", "logprobs", "reasoning_effort", "reasoning", "reasoning_chars", "canary_rate",
               "watermark", "block"}

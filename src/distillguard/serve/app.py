@@ -171,14 +171,18 @@ def create_app(service: Service, *, start_engine: bool = True) -> DecisionFastPa
         inflight["bytes"] -= held[0]
         held[0] = 0
 
-    @app.post("/v1/events")
-    async def post_events(request: Request) -> Response:
+    async def _holding(request: Request, handler) -> Response:
+        """An ingest request: authorised first, its body's bytes released from the in-flight cap after."""
         service.principal(request, "ingest")
         held = [0]
         try:
-            return await _post_events(request, held)
+            return await handler(request, held)
         finally:
             _release(held)
+
+    @app.post("/v1/events")
+    async def post_events(request: Request) -> Response:
+        return await _holding(request, _post_events)
 
     async def _post_events(request: Request, held: list[int]) -> Response:
         body = await _body(request, held)
@@ -196,12 +200,7 @@ def create_app(service: Service, *, start_engine: bool = True) -> DecisionFastPa
 
     @app.post("/v1/traces")
     async def post_traces(request: Request) -> Response:
-        service.principal(request, "ingest")
-        held = [0]
-        try:
-            return await _post_traces(request, held)
-        finally:
-            _release(held)
+        return await _holding(request, _post_traces)
 
     async def _post_traces(request: Request, held: list[int]) -> Response:
         body = await _body(request, held)

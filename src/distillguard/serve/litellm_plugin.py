@@ -49,7 +49,7 @@ from ..provenance.canary import Canary, canary_for, weave
 from ..provenance.canary import selected as canary_selected
 from ..provenance.evidence import EvidenceWriter
 from ..provenance.keys import load_mark_keys
-from .shaping import StreamShaper, append_to_answer, shape_request, shape_response
+from .shaping import StreamShaper, _get, append_to_answer, shape_request, shape_response
 
 try:  # pragma: no cover - depends on the environment
     from litellm.integrations.custom_guardrail import CustomGuardrail as _GuardBase
@@ -72,14 +72,6 @@ log = logging.getLogger("distillguard.litellm")
 BLOCK = {"throttle": 429, "suspend": 403}
 WATERMARK_HEADER = "x-distillguard-watermark"
 META_KEY = "distillguard"  # where the pre-call hook leaves the directives for the post-call hook (request metadata)
-
-
-def _get(obj: Any, name: str) -> Any:
-    if obj is None:
-        return None
-    if isinstance(obj, dict):
-        return obj.get(name)
-    return getattr(obj, name, None)
 
 
 def _http_error(status: int, detail: dict, headers: dict | None = None) -> Exception:
@@ -195,7 +187,7 @@ class DistillGuardGuardrail(_GuardBase):
         action = (d or {}).get("action", "none")
         dirs = (d or {}).get("directives")
         if isinstance(dirs, dict):  # the service says what to block (policy countermeasures)
-            status = None if dirs.get("shadow") else {"throttle": 429, "suspend": 403}.get(dirs.get("block"))
+            status = None if dirs.get("shadow") else BLOCK.get(dirs.get("block"))
         else:  # a service (or Redis key) from before directives
             status = BLOCK.get(action)
         if status is None:

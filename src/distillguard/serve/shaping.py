@@ -172,7 +172,6 @@ class StreamShaper:
         self.keep = int(resp.get("reasoning_chars", 400))
         self.drop_logprobs = drop_logprobs
         self._sent: dict[int, int] = {}
-        self.changed = 0  # deltas changed or dropped so far
 
     @property
     def active(self) -> bool:
@@ -195,7 +194,6 @@ class StreamShaper:
             idx = pos if not isinstance(idx, int) else idx
             if self.drop_logprobs and _get(ch, "logprobs") is not None:
                 _set(ch, "logprobs", None)
-                self.changed += 1
             delta = _get(ch, "delta")
             if delta is None or self.mode == "keep":
                 continue
@@ -204,7 +202,6 @@ class StreamShaper:
                 new = self._text(idx, rc)
                 if new != rc:
                     _set(delta, "reasoning_content", new)
-                    self.changed += 1
             tb = _get(delta, "thinking_blocks")
             if isinstance(tb, list) and tb:
                 out = []
@@ -214,5 +211,4 @@ class StreamShaper:
                     if new is not None:
                         out.append({"type": "thinking", "thinking": new})
                 _set(delta, "thinking_blocks", out or None)
-                self.changed += 1
         return chunk

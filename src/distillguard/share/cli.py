@@ -180,8 +180,9 @@ def pull(
         objs = run_pull(url, collection, out, user=user, password=_password(password), token=token or os.environ.get("DG_TAXII_TOKEN"),
                         verify=not insecure, added_after=added_after, per_request=page_size, max_pages=max_pages)
     except ValueError as e:
-        console.print(f"error: {e}", style="red", markup=False, soft_wrap=True)
-        raise typer.Exit(2)
+        from ..errors import UserError
+
+        raise UserError(str(e)) from e
     console.print(f"wrote {out}: {len(objs)} objects", markup=False)
 
 
@@ -307,8 +308,9 @@ def rules(bundles: List[Path] = typer.Argument(...), out: Path = typer.Option(..
         try:
             r = rules_dry_run(scan_dir, tmp, labels=labels, policy_path=policy)
         except (ValueError, OSError, KeyError) as e:
-            console.print(f"error: {e}", style="red", markup=False)
-            raise typer.Exit(2)
+            from ..errors import UserError
+
+            raise UserError(str(e)) from e
     line = (f"dry run: flagged {r['flagged_before']} -> {r['flagged_after']} of {r['accounts']} account(s) "
             f"({r['newly_flagged']} newly flagged, {r['unflagged']} no longer)")
     if r.get("benign") is not None:
